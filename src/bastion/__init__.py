@@ -1,0 +1,8 @@
+"""Bastion: a hardened backend platform."""
+
+from importlib.metadata import PackageNotFoundError, version
+
+try:
+    __version__ = version("bastion")
+except PackageNotFoundError:  # running from a source tree that was never installed
+    __version__ = "0.0.0"

@@ -1,0 +1,123 @@
+"""SQL database: SQLAlchemy 2 async on SQLite (aiosqlite, the embedded default) or PostgreSQL (asyncpg).
+
+    db = Database.from_settings(settings)
+    async with db.session() as session, session.begin():
+        session.add(Thing(...))
+
+Modules declare tables on :class:`Base`. When the database cannot be reached, the error raised by
+SQLAlchemy is translated (see :func:`unavailable`) into a 503 ``DATABASE_UNAVAILABLE`` with
+Retry-After, and ``/health/ready`` turns 503, rather than a 500.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import sqlalchemy.exc as sa_exc
+from sqlalchemy import MetaData, event, text
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.orm import DeclarativeBase
+
+from bastion.core.errors import DependencyUnavailable
+from bastion.core.settings import CoreSettings
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class DatabaseUnavailable(DependencyUnavailable):
+    code, title = "DATABASE_UNAVAILABLE", "The database is unavailable"
+
+
+class Database:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self.sessionmaker = async_sessionmaker(engine, expire_on_commit=False)
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    @classmethod
+    def from_settings(cls, settings: CoreSettings) -> Database:
+        return cls(create_engine(settings.resolved_database_url, pool_size=settings.db_pool_size,
+                                 max_overflow=settings.db_max_overflow, timeout=settings.db_timeout_seconds))
+
+    @asynccontextmanager
+    async def session(self) -> AsyncIterator[AsyncSession]:
+        async with self.sessionmaker() as session:
+            yield session
+
+    async def ping(self, timeout: float = 2.0) -> None:  # noqa: ASYNC109 - a probe bounds itself
+        async def probe() -> None:
+            async with self.engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+
+        try:
+            await asyncio.wait_for(probe(), timeout)
+        except Exception as exc:
+            raise DatabaseUnavailable("The database did not answer.", retry_after=5) from exc
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+
+def create_engine(url: str, *, pool_size: int = 10, max_overflow: int = 10, timeout: float = 5.0) -> AsyncEngine:
+    kwargs: dict[str, Any] = {"pool_pre_ping": True}
+    if url.startswith("sqlite"):
+        # SQLite: one file, WAL so readers never block the writer, and a busy timeout so concurrent
+        # writers queue instead of failing with "database is locked".
+        kwargs["connect_args"] = {"timeout": 30}
+        engine = create_async_engine(url, **kwargs)
+
+        @event.listens_for(engine.sync_engine, "connect")
+        def _pragmas(dbapi_connection: Any, _record: Any) -> None:
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute("PRAGMA busy_timeout=30000")
+            cursor.close()
+
+        return engine
+    kwargs.update(
+        pool_size=pool_size,
+        max_overflow=max_overflow,
+        pool_timeout=timeout,
+        pool_recycle=1800,
+        connect_args={"timeout": timeout, "server_settings": {"application_name": "bastion"}},
+    )
+    return create_async_engine(url, **kwargs)
+
+
+_CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
+    sa_exc.OperationalError,
+    sa_exc.InterfaceError,
+    sa_exc.TimeoutError,  # the pool had no connection to give within pool_timeout
+    ConnectionError,
+    TimeoutError,
+    OSError,
+)
+
+
+def unavailable(exc: BaseException) -> DatabaseUnavailable | None:
+    """A 503 for an exception that means the database cannot be reached, else None."""
+    if isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated:
+        return DatabaseUnavailable("The database connection was lost.", retry_after=5)
+    if isinstance(exc, _CONNECTION_ERRORS):
+        if isinstance(exc, sa_exc.OperationalError) and "locked" in str(exc.orig):
+            return DatabaseUnavailable("The database is busy.", retry_after=1)
+        return DatabaseUnavailable("The database is unavailable.", retry_after=5)
+    return None

@@ -1,0 +1,129 @@
+"""Edge stage 4, guards: cheap structural checks before any work is done for a request.
+
+* a method outside the allow-list → 405 (with ``Allow``);
+* a URL (path and query) longer than ``max_url_length`` (or the route group's own limit) → 414;
+* request headers larger than ``max_header_bytes`` in total → 431;
+* a body larger than the route group's limit → 413, at once from ``Content-Length``, or as soon as a
+  chunked body passes the limit, without reading the rest;
+* a body whose ``Content-Type`` the route does not take → 415 (JSON routes take ``application/json``
+  and ``application/*+json``). Malformed JSON is a 400 raised where the body is decoded.
+
+The route group's policy is resolved here and stored on the request context for admission.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from bastion.core.edge.asgi import (
+    CONTEXT_KEY,
+    ASGIApp,
+    Message,
+    Receive,
+    RequestContext,
+    RoutePolicy,
+    Scope,
+    Send,
+    find_header,
+    send_problem,
+)
+from bastion.core.edge.routes import RouteTable
+from bastion.core.errors import (
+    AppError,
+    BadRequest,
+    HeadersTooLarge,
+    MethodNotAllowed,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+    UriTooLong,
+)
+
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+class GuardsMiddleware:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        routes: RouteTable,
+        allowed_methods: Sequence[str],
+        max_url_length: int = 2048,
+        max_header_bytes: int = 8192,
+        max_body_bytes: int = 1_048_576,
+    ) -> None:
+        self.app = app
+        self.routes = routes
+        self.methods = frozenset(allowed_methods)
+        self.allow_header = ", ".join(allowed_methods)
+        self.max_url = max_url_length
+        self.max_headers = max_header_bytes
+        self.max_body = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        ctx: RequestContext = scope[CONTEXT_KEY]
+        method: str = scope["method"]
+        policy = ctx.policy = self.routes.resolve(method, scope["path"])
+
+        error = self._check(scope, ctx, method, policy)
+        if error is not None:
+            await send_problem(send, error, ctx.request_id)
+            return
+        if method in _BODY_METHODS:
+            receive = self._limited(receive, policy.max_body_bytes or self.max_body)
+        await self.app(scope, receive, send)
+
+    def _check(self, scope: Scope, ctx: RequestContext, method: str, policy: RoutePolicy) -> AppError | None:
+        if method not in self.methods:
+            return MethodNotAllowed(f"{method} is not served here.", headers={"Allow": self.allow_header})
+        url_length = len(scope.get("raw_path") or scope["path"]) + len(scope.get("query_string", b""))
+        max_url = policy.max_url_length or self.max_url
+        if url_length > max_url:
+            return UriTooLong(f"The URL is longer than {max_url} bytes.")
+        if ctx.header_bytes > self.max_headers:
+            return HeadersTooLarge(f"Request headers exceed {self.max_headers} bytes.")
+        if method not in _BODY_METHODS:
+            return None
+        length = ctx.content_length
+        if length is not None and length < 0:
+            return BadRequest("Content-Length is not a valid number.")
+        limit = policy.max_body_bytes or self.max_body
+        if length is not None and length > limit:
+            return PayloadTooLarge(f"The body may be at most {limit} bytes.", extra={"max_bytes": limit})
+        has_body = (length or 0) > 0 or (length is None and _chunked(scope))
+        if has_body and policy.media_types and not _media_type_ok(ctx.content_type, policy.media_types):
+            accepted = ", ".join(policy.media_types)
+            return UnsupportedMediaType(f"Send the body as {accepted}.", extra={"accepted": list(policy.media_types)})
+        return None
+
+    @staticmethod
+    def _limited(receive: Receive, limit: int) -> Receive:
+        seen = 0
+
+        async def receive_limited() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > limit:
+                    raise PayloadTooLarge(f"The body may be at most {limit} bytes.", extra={"max_bytes": limit})
+            return message
+
+        return receive_limited
+
+
+def _chunked(scope: Scope) -> bool:
+    encoding = find_header(scope, b"transfer-encoding")
+    return encoding is not None and b"chunked" in encoding.lower()
+
+
+def _media_type_ok(content_type: bytes | None, accepted: Sequence[str]) -> bool:
+    if content_type is None:
+        return False
+    media = content_type.split(b";", 1)[0].strip().lower().decode("latin-1")
+    if media in accepted:
+        return True
+    return "application/json" in accepted and media.startswith("application/") and media.endswith("+json")

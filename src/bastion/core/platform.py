@@ -1,0 +1,126 @@
+"""The core services of one app instance, built once by ``create_app`` and handed to every module.
+
+    platform = Platform.build(settings)
+    platform.db          # SQL database (SQLite | PostgreSQL)
+    platform.store       # fast key-value store (memory | Redis)
+    platform.limiter     # rate limits and bans
+    platform.keyring     # encryption at rest
+    platform.http        # pooled outbound HTTP clients
+    platform.lifecycle   # readiness, drain, background jobs
+    platform.health      # probes
+
+Nothing here connects at build time; connections open lazily and ``start``/``stop`` run in the
+app's lifespan.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from bastion.core import metrics
+from bastion.core.broker import Broker
+from bastion.core.crypto import Keyring
+from bastion.core.db import Database
+from bastion.core.health import Health, HealthCheck
+from bastion.core.http import HttpClients
+from bastion.core.lifecycle import Lifecycle
+from bastion.core.logging import get_logger
+from bastion.core.ratelimit import Limiter, MemoryRateLimitBackend, RateLimitBackend, Tier
+from bastion.core.settings import CoreSettings
+from bastion.core.stores import MemoryStore, Store
+
+if TYPE_CHECKING:
+    import redis.asyncio as aioredis
+
+log = get_logger("bastion.platform")
+
+
+class Platform:
+    # A plain class, not a dataclass: Litestar hands it to handlers through msgspec, which would
+    # otherwise inspect (and on every request, convert) a dataclass field by field.
+    def __init__(self, *, settings: CoreSettings, version: str, lifecycle: Lifecycle, db: Database, store: Store,
+                 redis: aioredis.Redis | None, limiter: Limiter, keyring: Keyring, http: HttpClients,
+                 health: Health, http_metrics: metrics.HttpMetrics, broker: Broker | None = None) -> None:
+        self.settings = settings
+        self.version = version
+        self.lifecycle = lifecycle
+        self.db = db
+        self.store = store
+        self.redis = redis
+        self.limiter = limiter
+        self.keyring = keyring
+        self.http = http
+        self.health = health
+        self.http_metrics = http_metrics
+        self.broker = broker
+
+    @classmethod
+    def build(cls, settings: CoreSettings, *, version: str) -> Platform:
+        lifecycle = Lifecycle(grace_seconds=settings.shutdown_grace_seconds,
+                              memory_warn_mb=settings.memory_warn_mb,
+                              memory_check_seconds=settings.memory_check_seconds)
+        database = Database.from_settings(settings)
+        redis_client: aioredis.Redis | None = None
+        admission_client: aioredis.Redis | None = None
+        store: Store
+        backend: RateLimitBackend = MemoryRateLimitBackend()
+        if settings.redis_url is not None:
+            # imported here: a worker without Redis never loads redis-py
+            from bastion.core.ratelimit.redis import RedisRateLimitBackend
+            from bastion.core.stores.redis import RedisStore, connect
+
+            url = settings.redis_url.get_secret_value()
+            redis_client = connect(url, timeout=2.0)
+            # Admission gets its own pool with a short timeout: a slow Redis must cost a request at
+            # most ``store_timeout_seconds`` before the tier's fail-open/closed policy applies.
+            admission_client = connect(url, timeout=settings.admission.store_timeout_seconds)
+            store = RedisStore(redis_client, prefix=settings.redis_prefix)
+            backend = RedisRateLimitBackend(admission_client, prefix=settings.redis_prefix)
+        else:
+            store = MemoryStore()
+
+        tiers = build_tiers(settings)
+        limiter = Limiter(backend, tiers, deny_cache=settings.admission.deny_cache)
+
+        health = Health(lifecycle, version=version)
+        health.add(HealthCheck("database", database.ping))
+        if redis_client is not None:
+            health.add(HealthCheck("redis", store.ping))
+        broker = Broker(settings.amqp_url.get_secret_value()) if settings.amqp_url is not None else None
+        if broker is not None:
+            health.add(HealthCheck("broker", broker.ping, component_type="component"))
+
+        platform = cls(settings=settings, version=version, lifecycle=lifecycle, db=database, store=store,
+                       redis=redis_client, limiter=limiter,
+                       keyring=Keyring.from_settings(settings.crypto, settings.data_dir),
+                       http=HttpClients(), health=health, http_metrics=metrics.HttpMetrics(), broker=broker)
+        lifecycle.on_close("database", database.close)
+        lifecycle.on_close("http-clients", platform.http.close)
+        if broker is not None:
+            lifecycle.on_close("broker", broker.close)
+        for client in (redis_client, admission_client):
+            if client is not None:
+                lifecycle.on_close("redis", _closer(client))
+        return platform
+
+
+def build_tiers(settings: CoreSettings) -> dict[str, Tier]:
+    admission = settings.admission
+    return {
+        name: Tier(
+            name=name,
+            limit=rate.limit,
+            window=rate.window,
+            ban_threshold=int(rate.limit * admission.ban_multiplier) if admission.ban_multiplier else 0,
+            ban_seconds=admission.ban_seconds,
+            fail_closed=name in admission.fail_closed_tiers,
+        )
+        for name, rate in settings.rate_limits.tiers().items()
+    }
+
+
+def _closer(client: aioredis.Redis) -> Any:
+    async def close() -> None:
+        await client.aclose()
+
+    return close

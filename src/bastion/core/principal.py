@@ -1,0 +1,101 @@
+"""Who is calling: the type the core knows, and the hook through which a module (identity) resolves it.
+
+The core never authenticates anybody itself; ``create_app`` installs the identity module's resolver,
+and the admission stage calls it once per request (to key rate limits on the principal) and stores
+the result on the request context. A resolver that rejects a credential (expired, revoked, a cookie
+request without its CSRF token) answers ``None`` and may :func:`refuse` the request: the guards below
+then raise that error instead of the generic 401. Route handlers read the principal with the helpers at
+the bottom::
+
+    @get("/api/things")
+    async def things(request: Request) -> list[Thing]:
+        principal = require_scope(request.scope, "things:read")
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal, Protocol
+
+from bastion.core.edge.asgi import CONTEXT_KEY
+from bastion.core.errors import AppError, Forbidden, Unauthorized
+
+if TYPE_CHECKING:
+    from bastion.core.edge.asgi import RequestContext, Scope
+
+PrincipalKind = Literal["user", "api_key", "service"]
+REFUSAL_KEY = "bastion.refusal"
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """An authenticated caller. Anonymous callers have no ``Principal``; they are their client address."""
+
+    kind: PrincipalKind
+    id: str
+    roles: frozenset[str] = frozenset()
+    scopes: frozenset[str] = frozenset()
+    attrs: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def rate_key(self) -> str:
+        return f"{self.kind}:{self.id}"
+
+    def has_role(self, *roles: str) -> bool:
+        return bool(self.roles.intersection(roles))
+
+    def has_scope(self, scope: str) -> bool:
+        return "*" in self.scopes or scope in self.scopes
+
+
+class PrincipalResolver(Protocol):
+    """Returns the principal a request authenticates as, ``None`` for an anonymous one.
+
+    It must be cheap (an in-process cache in front of any store) and must not raise for a bad
+    credential: an invalid token is treated as anonymous here and rejected by the route's guard.
+    """
+
+    async def __call__(self, scope: Scope, ctx: RequestContext) -> Principal | None: ...
+
+
+def current_principal(scope: Scope) -> Principal | None:
+    """The principal the admission stage resolved for this request (None: anonymous)."""
+    ctx: RequestContext | None = scope.get(CONTEXT_KEY)
+    return ctx.principal if ctx is not None else None
+
+
+def refuse(scope: Scope, error: AppError) -> None:
+    """Record why the credential sent with this request was not accepted (resolvers must not raise).
+
+    The request goes on as anonymous, so routes open to anybody still serve it; a route that needs a
+    principal answers with ``error`` (a fresh instance per request) rather than the generic 401.
+    """
+    scope[REFUSAL_KEY] = error
+
+
+def require_principal(scope: Scope) -> Principal:
+    """The caller; else the error a resolver recorded with :func:`refuse`, or 401 ``UNAUTHORIZED``."""
+    principal = current_principal(scope)
+    if principal is None:
+        refusal = scope.get(REFUSAL_KEY)
+        if isinstance(refusal, AppError):
+            raise refusal
+        raise Unauthorized("Sign in or send an API key.", headers={"WWW-Authenticate": 'Bearer realm="bastion"'})
+    return principal
+
+
+def require_role(scope: Scope, *roles: str) -> Principal:
+    """The caller if it has one of ``roles``; 401 when anonymous, 403 ``FORBIDDEN`` otherwise."""
+    principal = require_principal(scope)
+    if not principal.has_role(*roles):
+        raise Forbidden(f"This needs the {' or '.join(roles)} role.")
+    return principal
+
+
+def require_scope(scope: Scope, needed: str) -> Principal:
+    """The caller if its credential carries ``needed`` (API keys are scoped; sessions have ``*``)."""
+    principal = require_principal(scope)
+    if not principal.has_scope(needed):
+        raise Forbidden(f"This credential lacks the {needed!r} scope.")
+    return principal

@@ -1,0 +1,262 @@
+"""Settings of the production core.
+
+Every value comes from the environment (prefix ``BASTION_``, nesting with ``__``) or a ``.env`` file,
+is validated once when the app is built, and is passed down from there; nothing else reads
+``os.environ``. The root :class:`bastion.settings.Settings` extends :class:`CoreSettings` with one
+field per module.
+
+Example::
+
+    BASTION_ENV=production
+    BASTION_DATABASE_URL=postgresql+asyncpg://bastion@db/bastion
+    BASTION_REDIS_URL=redis://cache:6379/0
+    BASTION_ALLOWED_HOSTS='["api.example.com"]'
+    BASTION_RATE_LIMITS__AI=20/minute
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+_PERIODS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
+_RATE = re.compile(r"^\s*(\d+)\s*/\s*(second|minute|hour|day)s?\s*$", re.IGNORECASE)
+
+
+@dataclass(frozen=True, slots=True)
+class Rate:
+    """A quota: ``limit`` requests per ``window`` seconds, written as ``"60/minute"``."""
+
+    limit: int
+    window: int
+
+    @classmethod
+    def parse(cls, text: str) -> Rate:
+        match = _RATE.match(text)
+        if not match or int(match.group(1)) < 1:
+            raise ValueError(f"rate {text!r} is not '<N>/<second|minute|hour|day>' with N >= 1")
+        return cls(int(match.group(1)), _PERIODS[match.group(2).lower()])
+
+    def __str__(self) -> str:
+        unit = {v: k for k, v in _PERIODS.items()}.get(self.window)
+        return f"{self.limit}/{unit}" if unit else f"{self.limit}/{self.window}s"
+
+
+class RateLimits(BaseModel):
+    """Rate-limit tiers as ``"<N>/<second|minute|hour|day>"``. Extra tiers may be added
+    (``BASTION_RATE_LIMITS__UPLOADS=5/minute``)."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    general: str = "60/minute"
+    ai: str = "10/minute"
+    kv: str = "100/minute"
+    auth: str = "5/minute"
+    secrets_create: str = "10/minute"
+    secrets_read: str = "60/minute"
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _valid(cls, value: str) -> str:
+        return str(Rate.parse(value))
+
+    @model_validator(mode="after")
+    def _valid_extra(self) -> RateLimits:
+        for name, value in (self.model_extra or {}).items():
+            try:
+                Rate.parse(str(value))
+            except ValueError as exc:
+                raise ValueError(f"tier {name}: {exc}") from None
+        return self
+
+    def tiers(self) -> dict[str, Rate]:
+        """Every configured tier, the extra ones included."""
+        found = {name: Rate.parse(getattr(self, name)) for name in type(self).model_fields}
+        for name, value in (self.model_extra or {}).items():
+            found[name.lower()] = Rate.parse(str(value))
+        return found
+
+
+class AdmissionSettings(BaseModel):
+    """How the admission stage bans abusers and behaves when its store is down."""
+
+    model_config = ConfigDict(frozen=True)
+
+    enabled: bool = True
+    ban_multiplier: float = Field(5.0, ge=1.5)
+    ban_seconds: int = Field(86_400, ge=1)
+    fail_closed_tiers: list[str] = ["auth", "secrets_create"]
+    deny_cache: bool = True
+    store_timeout_seconds: float = Field(0.25, gt=0)
+
+
+class CryptoSettings(BaseModel):
+    """Master keys for encryption at rest: ``{"key id": "base64 of 32 random bytes"}``.
+
+    New ciphertexts use ``active_key_id``; any listed key still decrypts, so a key is rotated by adding
+    a new one, making it active, and removing the old one once nothing references it. Left empty in
+    development, a key is generated into ``DATA_DIR/keys.json`` (production refuses that).
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    keys: dict[str, SecretStr] = {}
+    active_key_id: str | None = None
+
+
+class ServerSettings(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    workers: int = Field(1, ge=1, le=64)
+    server: Literal["granian", "uvicorn"] = "granian"
+
+
+class CoreSettings(BaseSettings):
+    """Configuration of the production core; see docs/operations.md for every field."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="BASTION_",
+        env_nested_delimiter="__",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        frozen=True,
+        nested_model_default_partial_update=True,
+    )
+
+    env: Literal["development", "production"] = "development"
+    data_dir: Path = Path("./data")
+    database_url: str | None = None
+    redis_url: SecretStr | None = None
+    redis_prefix: str = "bastion:"
+    amqp_url: SecretStr | None = None
+
+    trusted_proxies: Annotated[list[ipaddress.IPv4Network | ipaddress.IPv6Network], NoDecode] = []
+    cors_origins: Annotated[list[str], NoDecode] = []
+    cors_allow_credentials: bool = False
+    allowed_hosts: Annotated[list[str], NoDecode] = ["localhost", "127.0.0.1", "[::1]"]
+
+    max_body_bytes: int = Field(1_048_576, ge=1)
+    max_url_length: int = Field(2048, ge=64)
+    max_header_bytes: int = Field(8192, ge=1024)
+    allowed_methods: Annotated[list[str], NoDecode] = [
+        "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS",
+    ]
+
+    shutdown_grace_seconds: float = Field(25.0, gt=0)
+    security_contact: str | None = None
+    health_token: SecretStr | None = None
+    metrics_token: SecretStr | None = None
+
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["auto", "json", "console"] = "auto"
+    slow_request_ms: float = Field(1000.0, gt=0)
+    memory_warn_mb: int = Field(512, ge=16)
+    memory_check_seconds: float = Field(30.0, gt=0)
+
+    db_pool_size: int = Field(10, ge=1)
+    db_max_overflow: int = Field(10, ge=0)
+    db_timeout_seconds: float = Field(5.0, gt=0)
+
+    idempotency_ttl_seconds: int = Field(86_400, ge=60)
+    auto_migrate: bool | None = None
+    """Apply migrations at start-up; by default only for the embedded SQLite database."""
+
+    rate_limits: RateLimits = RateLimits()
+    admission: AdmissionSettings = AdmissionSettings()
+    crypto: CryptoSettings = CryptoSettings()
+    server: ServerSettings = ServerSettings()
+
+    @field_validator("trusted_proxies", "cors_origins", "allowed_hosts", "allowed_methods", mode="before")
+    @classmethod
+    def _split_list(cls, value: Any) -> Any:
+        """Accept a JSON list or a comma-separated string."""
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                import json
+
+                return json.loads(text)
+            return [part.strip() for part in text.split(",") if part.strip()]
+        return value
+
+    @field_validator("trusted_proxies", mode="after")
+    @classmethod
+    def _networks(cls, value: list[Any]) -> list[Any]:
+        return [ipaddress.ip_network(str(net), strict=False) for net in value]
+
+    @field_validator("allowed_methods", mode="after")
+    @classmethod
+    def _upper(cls, value: list[str]) -> list[str]:
+        return [method.upper() for method in value]
+
+    @property
+    def is_production(self) -> bool:
+        return self.env == "production"
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{self.data_dir.resolve() / 'bastion.db'}"
+
+    @property
+    def uses_sqlite(self) -> bool:
+        return self.resolved_database_url.startswith("sqlite")
+
+    @property
+    def migrates_on_start(self) -> bool:
+        return self.uses_sqlite if self.auto_migrate is None else self.auto_migrate
+
+    @property
+    def json_logs(self) -> bool:
+        return self.log_format == "json" or (self.log_format == "auto" and self.is_production)
+
+    def problems(self) -> list[Problem]:
+        """Every unsafe or inconsistent setting: errors in production, warnings in development."""
+        severity: Literal["error", "warning"] = "error" if self.is_production else "warning"
+        found: list[Problem] = []
+
+        def add(setting: str, message: str) -> None:
+            found.append(Problem(severity, setting, message))
+
+        if not self.crypto.keys:
+            add("BASTION_CRYPTO__KEYS", "no master key is configured; a generated key in DATA_DIR is in use")
+        elif self.crypto.active_key_id not in self.crypto.keys:
+            found.append(Problem("error", "BASTION_CRYPTO__ACTIVE_KEY_ID", "must name one of CRYPTO__KEYS"))
+        if "*" in self.cors_origins and self.cors_allow_credentials:
+            add("BASTION_CORS_ORIGINS", "'*' with CORS_ALLOW_CREDENTIALS lets any site act as the user")
+        if not self.allowed_hosts or "*" in self.allowed_hosts:
+            add("BASTION_ALLOWED_HOSTS", "set the host names this service answers for (not '*')")
+        elif self.is_production and set(self.allowed_hosts) <= {"localhost", "127.0.0.1", "[::1]"}:
+            add("BASTION_ALLOWED_HOSTS", "only local host names are allowed; set the public host names")
+        if not self.security_contact:
+            add("BASTION_SECURITY_CONTACT", "security.txt needs a contact (mailto: or https: URI)")
+        if self.uses_sqlite and self.server.workers > 1:
+            found.append(Problem("warning", "BASTION_DATABASE_URL",
+                                 "SQLite with several workers serialises writes; use PostgreSQL to scale"))
+        if self.redis_url is None and self.server.workers > 1:
+            found.append(Problem("warning", "BASTION_REDIS_URL",
+                                 "without Redis, limits, bans and one-time claims are per worker"))
+        tiers = self.rate_limits.tiers()
+        found.extend(Problem("error", "BASTION_ADMISSION__FAIL_CLOSED_TIERS", f"unknown tier {tier!r}")
+                     for tier in self.admission.fail_closed_tiers if tier not in tiers)
+        return found
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    severity: Literal["error", "warning"]
+    setting: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.severity}: {self.setting}: {self.message}"
