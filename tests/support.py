@@ -1,0 +1,131 @@
+"""A module of routes that exist only in tests, to exercise the core through real requests."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+import msgspec
+from litestar import Request, Response, get, post
+from litestar.di import NamedDependency
+from litestar.params import FromQuery, JSONBody
+from litestar.response import Stream
+from sqlalchemy import text
+
+from bastion.core.edge.asgi import RoutePolicy
+from bastion.core.edge.routes import RouteGroup
+from bastion.core.errors import Conflict
+from bastion.core.idempotency import IdempotencyMiddleware
+from bastion.core.module import ModuleParts
+from bastion.core.platform import Platform
+from bastion.core.principal import Principal
+from bastion.core.streaming import sse, until_shutdown
+from bastion.settings import Settings
+
+
+class Echo(msgspec.Struct):
+    name: Annotated[str, msgspec.Meta(max_length=20)]
+    count: int = 1
+
+
+_counter = itertools.count(1)
+
+
+@get("/t/slow")
+async def slow(seconds: FromQuery[float] = 0.2) -> dict[str, float]:
+    await asyncio.sleep(seconds)
+    return {"slept": seconds}
+
+
+@post("/t/echo", status_code=200)
+async def echo(data: JSONBody[Echo]) -> Echo:
+    return data
+
+
+@post("/t/text", status_code=200)
+async def text_body(request: Request[Any, Any, Any]) -> dict[str, int]:
+    return {"bytes": len(await request.body())}
+
+
+@post("/t/big", status_code=200)
+async def big(request: Request[Any, Any, Any]) -> dict[str, int]:
+    return {"bytes": len(await request.body())}
+
+
+@get("/t/db")
+async def db_probe(platform: NamedDependency[Platform]) -> dict[str, int]:
+    async with platform.db.session() as session:
+        value = (await session.execute(text("SELECT 1"))).scalar_one()
+    return {"db": int(value)}
+
+
+@get("/t/boom")
+async def boom() -> None:
+    raise RuntimeError("secret internal detail: password=hunter2")
+
+
+@get("/t/conflict")
+async def conflict() -> None:
+    raise Conflict("That already exists.")
+
+
+@post("/t/idem", status_code=201, middleware=[IdempotencyMiddleware])
+async def idem(data: JSONBody[Echo]) -> dict[str, Any]:
+    return {"name": data.name, "serial": next(_counter)}
+
+
+@post("/t/idem-fail", status_code=201, middleware=[IdempotencyMiddleware])
+async def idem_fail(data: JSONBody[Echo]) -> dict[str, Any]:
+    raise RuntimeError("fails")
+
+
+@get("/t/stream")
+async def stream(platform: NamedDependency[Platform], interval: FromQuery[float] = 0.05) -> Stream:
+    async def ticks() -> AsyncIterator[bytes]:
+        for n in itertools.count():
+            yield sse(msgspec.json.encode({"tick": n}))
+            await asyncio.sleep(interval)
+
+    final = [sse(b'{"error":"server shutting down"}', event="error"), b"data: [DONE]\n\n"]
+    return Stream(until_shutdown(ticks(), platform.lifecycle, final), media_type="text/event-stream")
+
+
+@get("/t/auth")
+async def auth_probe() -> dict[str, bool]:
+    return {"ok": True}
+
+
+@get("/t/principal")
+async def principal(request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:
+    ctx = request.scope["bastion"]  # type: ignore[typeddict-item]
+    return Response({"principal": ctx.principal.rate_key if ctx.principal else None, "client": ctx.client})
+
+
+def routes_module(_platform: Platform, _settings: Settings) -> ModuleParts:
+    return ModuleParts(
+        name="test",
+        route_handlers=[slow, echo, text_body, big, db_probe, boom, conflict, idem, idem_fail, stream, principal,
+                        auth_probe],
+        route_groups=[
+            RouteGroup("/t/text", RoutePolicy(media_types=("text/plain",))),
+            RouteGroup("/t/big", RoutePolicy(max_body_bytes=4 * 1024 * 1024, media_types=())),
+            RouteGroup("/t/stream", RoutePolicy(tier=None)),
+            RouteGroup("/t/auth", RoutePolicy(tier="auth")),
+        ],
+    )
+
+
+class HeaderResolver:
+    """Test principal resolver: ``Authorization: Bearer user-<id>`` is user <id>; anything else anonymous."""
+
+    async def __call__(self, scope: Any, ctx: Any) -> Principal | None:
+        header = (ctx.authorization or b"").decode()
+        if header.startswith("Bearer user-"):
+            return Principal(kind="user", id=header.removeprefix("Bearer user-"), roles=frozenset({"user"}))
+        return None
+
+
+def principal_module(_platform: Platform, _settings: Settings) -> ModuleParts:
+    return ModuleParts(name="test-principals", principal_resolver=HeaderResolver())

@@ -1,0 +1,49 @@
+"""Architecture rules that carry weight (DESIGN.md): module -> core, never core -> module."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+SRC = Path(__file__).resolve().parent.parent / "src" / "bastion"
+
+
+def _imports(path: Path) -> set[str]:
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module)
+    return found
+
+
+def test_core_imports_no_module():
+    """Nothing under bastion.core imports a module, the app, the CLI or the root settings."""
+    offenders = []
+    for path in (SRC / "core").rglob("*.py"):
+        for name in _imports(path):
+            if name.startswith("bastion.") and not name.startswith("bastion.core"):
+                offenders.append(f"{path.relative_to(SRC)} imports {name}")
+    assert offenders == []
+
+
+def test_modules_use_each_other_only_through_services():
+    """A module may import another module's service (or its public errors/schemas), not its internals."""
+    modules = [p.name for p in SRC.iterdir() if p.is_dir() and p.name not in {"core", "migrations", "__pycache__"}]
+    allowed = {"service", "errors", "schemas", "settings"}
+    offenders = []
+    for module in modules:
+        for path in (SRC / module).rglob("*.py"):
+            for name in _imports(path):
+                parts = name.split(".")
+                crosses = len(parts) >= 2 and parts[0] == "bastion" and parts[1] in modules and parts[1] != module
+                if crosses and (len(parts) < 3 or parts[2] not in allowed):
+                    offenders.append(f"{path.relative_to(SRC)} imports {name}")
+    assert offenders == []
+
+
+def test_middleware_never_uses_base_http_middleware():
+    """The edge is pure ASGI: BaseHTTPMiddleware is never used anywhere."""
+    uses = [str(p.relative_to(SRC)) for p in SRC.rglob("*.py") if "BaseHTTPMiddleware" in p.read_text()]
+    assert uses == []
