@@ -1,0 +1,190 @@
+"""Side-by-side HTTP benchmark: Bastion's full edge against bare frameworks and the peer stacks.
+
+    uv run --group bench python bench/run.py [--duration 8] [--rounds 3] [--only NAME ...] [--server granian]
+
+Every app runs under the same server with one worker, on its own port, and is loaded by wrk
+(``-t1 -c64``) in interleaved rounds (A, B, C, A, B, C, ...) so that drift in the machine affects all
+of them alike; the median of the rounds is reported, with ratios against bare Litestar. Results go to
+``bench/results/http.json`` and are printed as a Markdown table for docs/benchmarks.md.
+
+Bastion runs in production mode with JSON access logs on (written to /dev/null) and rate limiting
+on, with the ``general`` tier raised so the load is never refused: the decision is still made (and,
+with ``--redis``, still a Redis round trip) for every request, as the peers' limiters are.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import os
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+APPS_DIR = ROOT / "bench" / "apps"
+PEERS = Path(os.environ.get("BASTION_PEERS_DIR", ROOT.parent / "shared" / "peers"))
+RESULTS = ROOT / "bench" / "results"
+
+
+@dataclass
+class App:
+    name: str
+    target: str
+    directory: Path
+    path: str = "/hello"
+    method: str = "GET"
+    env: dict[str, str] = field(default_factory=dict)
+
+
+def bastion_env(data_dir: str, redis: bool) -> dict[str, str]:
+    env = {
+        "BASTION_ENV": "production",
+        "BASTION_CRYPTO__KEYS": json.dumps({"bench": base64.b64encode(os.urandom(32)).decode()}),
+        "BASTION_CRYPTO__ACTIVE_KEY_ID": "bench",
+        "BASTION_ALLOWED_HOSTS": "127.0.0.1,localhost,bench.example.com",
+        "BASTION_SECURITY_CONTACT": "mailto:security@example.com",
+        "BASTION_RATE_LIMITS__GENERAL": "1000000000/second",
+        "BASTION_DATA_DIR": data_dir,
+    }
+    if redis:
+        env["BASTION_REDIS_URL"] = os.environ.get("BASTION_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+        env["BASTION_REDIS_PREFIX"] = f"bench{os.getpid()}:"
+    return env
+
+
+def apps(data_dir: str) -> list[App]:
+    return [
+        App("bastion", "bastion_hello:app", APPS_DIR, env=bastion_env(data_dir + "/mem", redis=False)),
+        App("bastion-redis", "bastion_hello:app", APPS_DIR, env=bastion_env(data_dir + "/redis", redis=True)),
+        App("litestar-bare", "litestar_bare:app", PEERS),
+        App("starlette-bare", "starlette_bare:app", PEERS),
+        App("fastapi-stack", "fastapi_stack:app", PEERS),
+        App("litestar-stack", "litestar_stack:app", PEERS),
+    ]
+
+
+def start(app: App, port: int, server: str) -> subprocess.Popen[bytes]:
+    python = sys.executable
+    if server == "granian":
+        cmd = [python, "-m", "granian", "--interface", "asgi", app.target, "--host", "127.0.0.1",
+               "--port", str(port), "--workers", "1", "--no-ws", "--log-level", "warning",
+               "--http", "1", "--loop", "asyncio"]
+    else:
+        cmd = [python, "-m", "uvicorn", app.target, "--host", "127.0.0.1", "--port", str(port),
+               "--workers", "1", "--log-level", "warning", "--no-access-log", "--no-server-header"]
+    env = dict(os.environ, **app.env, PYTHONPATH=f"{app.directory}:{ROOT / 'src'}")
+    return subprocess.Popen(cmd, cwd=app.directory, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+
+
+def wait_ready(port: int, path: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=1) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.2)
+    raise RuntimeError(f"app on port {port} did not become ready")
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=15)
+    except (ProcessLookupError, subprocess.TimeoutExpired):
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+def wrk(port: int, path: str, duration: float, connections: int = 64) -> dict[str, float]:
+    out = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{int(duration)}s", "--latency",
+                          f"http://127.0.0.1:{port}{path}"], capture_output=True, text=True, check=True).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    p99 = re.search(r"99%\s+([\d.]+)(us|ms|s)", out)
+    p99_ms = 0.0
+    if p99:
+        scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}[p99.group(2)]
+        p99_ms = float(p99.group(1)) * scale
+    return {"rps": rps, "non2xx": float(non2xx.group(1)) if non2xx else 0.0, "p99_ms": p99_ms}
+
+
+def rss_mb(pid: int) -> float:
+    """RSS of the worker process(es) under the server's process group leader."""
+    total = 0
+    for child in Path("/proc").iterdir():
+        if not child.name.isdigit():
+            continue
+        try:
+            stat = (child / "stat").read_text().split()
+            if int(stat[4]) == pid and int(child.name) != pid:  # same process group, not the leader
+                total += int((child / "statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+        except (OSError, IndexError, ValueError):
+            continue
+    return total / 1_048_576
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--duration", type=float, default=8.0)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--server", choices=["granian", "uvicorn"], default="granian")
+    parser.add_argument("--only", nargs="*")
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        sys.exit("wrk is needed (apt-get install wrk)")
+    data_dir = tempfile.mkdtemp(prefix="bastion-bench-")
+    selected = [a for a in apps(data_dir) if not args.only or a.name in args.only]
+    procs: dict[str, subprocess.Popen[bytes]] = {}
+    ports = {app.name: 8810 + i for i, app in enumerate(selected)}
+    results: dict[str, list[dict[str, float]]] = {app.name: [] for app in selected}
+    try:
+        for app in selected:
+            procs[app.name] = start(app, ports[app.name], args.server)
+        for app in selected:
+            wait_ready(ports[app.name], app.path)
+            wrk(ports[app.name], app.path, 2.0)  # warm-up
+        for _ in range(args.rounds):
+            for app in selected:
+                results[app.name].append(wrk(ports[app.name], app.path, args.duration))
+        memory = {app.name: rss_mb(procs[app.name].pid) for app in selected}
+    finally:
+        for proc in procs.values():
+            stop(proc)
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+    summary = {}
+    for app in selected:
+        runs = results[app.name]
+        summary[app.name] = {"rps": statistics.median(r["rps"] for r in runs),
+                             "p99_ms": statistics.median(r["p99_ms"] for r in runs),
+                             "non2xx": sum(r["non2xx"] for r in runs),
+                             "rps_runs": [r["rps"] for r in runs],
+                             "rss_mb_after": round(memory[app.name], 1)}
+    base = summary.get("litestar-bare", {}).get("rps")
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"http-{args.server}.json").write_text(json.dumps(
+        {"server": args.server, "duration": args.duration, "rounds": args.rounds, "apps": summary}, indent=2))
+    print(f"| app ({args.server}, 1 worker, wrk -t1 -c64) | req/s (median of {args.rounds}) | "
+          "× bare Litestar | p99 ms | non-2xx | worker RSS MB |")
+    print("|---|---|---|---|---|---|")
+    for name, row in summary.items():
+        ratio = f"{row['rps'] / base:.2f}" if base else "-"
+        print(f"| {name} | {row['rps']:,.0f} | {ratio} | {row['p99_ms']:.2f} | {row['non2xx']:.0f} | "
+              f"{row['rss_mb_after']} |")
+
+
+if __name__ == "__main__":
+    main()
