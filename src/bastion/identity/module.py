@@ -1,0 +1,42 @@
+"""Builds the identity module: the service, its routes and limits, and the principal resolver."""
+
+from __future__ import annotations
+
+from litestar.di import Provide
+
+from bastion.core.edge.asgi import RoutePolicy
+from bastion.core.edge.routes import RouteGroup
+from bastion.core.module import ModuleParts
+from bastion.core.platform import Platform
+from bastion.identity import service as identity_service
+from bastion.identity.resolver import IdentityResolver
+from bastion.identity.router import route_handlers
+from bastion.identity.service import IdentityService
+from bastion.settings import Settings
+
+_SMALL_BODY = 16_384
+
+
+def build(platform: Platform, settings: Settings) -> ModuleParts:
+    service = IdentityService(platform, settings)
+    identity_service.register(platform, service)
+    platform.lifecycle.on_close("identity", service.close)  # runs before the database closes
+    return ModuleParts(
+        name="identity",
+        route_handlers=route_handlers,
+        route_groups=[
+            # Sign-in, registration and OAuth: the auth tier per address (and, in the service, per account).
+            RouteGroup("/auth", RoutePolicy(tier="auth", max_body_bytes=_SMALL_BODY)),
+            # Polled by pages and called by every signed-in client: the general tier. A refresh token is
+            # 256 random bits, so there is nothing to guess at these.
+            RouteGroup("/auth/status", RoutePolicy(tier="general"), exact=True),
+            RouteGroup("/auth/refresh", RoutePolicy(tier="general", max_body_bytes=_SMALL_BODY), exact=True),
+            RouteGroup("/auth/logout", RoutePolicy(tier="general", max_body_bytes=_SMALL_BODY), exact=True),
+            RouteGroup("/api/keys", RoutePolicy(max_body_bytes=_SMALL_BODY)),
+            RouteGroup("/api/users", RoutePolicy(max_body_bytes=_SMALL_BODY)),
+            RouteGroup("/api/invites", RoutePolicy(max_body_bytes=_SMALL_BODY)),
+        ],
+        dependencies={"identity": Provide(lambda: service, use_cache=True, sync_to_thread=False)},
+        on_startup=[service.start],
+        principal_resolver=IdentityResolver(service),
+    )
