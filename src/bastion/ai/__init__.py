@@ -1,0 +1,1 @@
+"""The AI gateway: OpenAI-format chat over configured providers, with fallback, caps and budgets."""

@@ -1,0 +1,400 @@
+"""The AI gateway: caps, routing with fallback, token budgets, metrics and logs, over the upstreams.
+
+    service = AiService(settings.ai, upstreams, store=platform.store, lifecycle=platform.lifecycle)
+    result = await service.complete(request, Caller("user:42"))
+    stream = await service.open_stream(request, Caller("user:42"))
+    async for piece in stream: ...
+
+A request names a model (or an alias of one); the model's targets are tried in order until one
+answers (see :mod:`bastion.ai.upstream` for what is retried and what falls back). A stream falls
+back only while it is being opened: once the first target has answered, it is that target's answer.
+Prompts and answers are never logged; the log line of a call carries provider, model, latency and
+token counts.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+
+from bastion.ai.errors import (
+    ModelNotFound,
+    RequestTooLarge,
+    TokenBudgetExceeded,
+    UnsupportedFeature,
+)
+from bastion.ai.providers.base import Answer, Piece, UpstreamStream, estimate_tokens
+from bastion.ai.schemas import ChatCompletionRequest, Message
+from bastion.ai.settings import AiSettings
+from bastion.ai.upstream import Upstream, can_fall_back, counts_as_failure, public_error
+from bastion.core import metrics
+from bastion.core.errors import AppError, ValidationFailed
+from bastion.core.lifecycle import Lifecycle
+from bastion.core.logging import get_logger
+from bastion.core.stores.base import Store, StoreUnavailable
+
+log = get_logger("bastion.ai")
+CANCELLED = "cancelled"
+"""Outcome of a call whose caller went away (client disconnect, worker drain) before it ended."""
+
+_requests = metrics.counter("ai_requests_total", "AI calls by provider, model and outcome",
+                            ("provider", "model", "outcome"))
+_latency = metrics.histogram("ai_request_duration_seconds", "Duration of AI calls (whole stream for streams)",
+                             ("provider", "model"))
+_ttft = metrics.histogram("ai_time_to_first_token_seconds", "Time to the first piece of a streamed answer",
+                          ("provider", "model"))
+_tokens = metrics.counter("ai_tokens_total", "Tokens in (prompt) and out (completion)",
+                          ("provider", "model", "direction"))
+_fallbacks = metrics.counter("ai_fallbacks_total", "Fallbacks taken from one provider to the next",
+                             ("model", "from_provider", "to_provider"))
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Who a call is for: the key token budgets are counted under (``user:42``, ``api_key:k1``, ``ip:...``)."""
+
+    key: str
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    provider: str
+    model: str
+
+
+@dataclass(slots=True)
+class Result:
+    content: str
+    finish_reason: str
+    model: str
+    prompt_tokens: int
+    completion_tokens: int
+
+
+class TokenBudget:
+    """Tokens per minute and per day per caller, in the shared store (so every instance sees one count).
+
+    Checked before a call, charged with the upstream's usage after it: concurrent calls of one caller
+    may together overshoot by what they use, never more (tokens are only known afterwards). While the
+    store is down, calls are let through (the ``ai`` rate-limit tier still applies).
+    """
+
+    def __init__(self, store: Store, *, per_minute: int | None, per_day: int | None) -> None:
+        self.store = store
+        self.windows = [(prefix, seconds, limit) for prefix, seconds, limit in
+                        (("ai:tpm:", 60, per_minute), ("ai:tpd:", 86_400, per_day)) if limit is not None]
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.windows)
+
+    async def check(self, who: str) -> None:
+        try:
+            for prefix, _seconds, limit in self.windows:
+                used = await self.store.get(prefix + who)
+                if used is not None and int(used) >= limit:
+                    left = await self.store.ttl(prefix + who)
+                    raise TokenBudgetExceeded(f"The budget of {limit} tokens per "
+                                              f"{'minute' if prefix == 'ai:tpm:' else 'day'} is used up.",
+                                              retry_after=left if left else 1, extra={"limit": limit})
+        except StoreUnavailable as exc:
+            log.warning("token budget store unavailable; allowing the call", error=str(exc))
+
+    async def charge(self, who: str, tokens: int) -> None:
+        try:
+            for prefix, seconds, _limit in self.windows:
+                await self.store.increment(prefix + who, tokens, ttl=seconds)
+        except StoreUnavailable as exc:
+            log.warning("token budget store unavailable; usage not counted", error=str(exc), tokens=tokens)
+
+
+class AiService:
+    def __init__(self, settings: AiSettings, upstreams: dict[str, Upstream], *, store: Store,
+                 lifecycle: Lifecycle) -> None:
+        self.settings = settings
+        self.upstreams = upstreams
+        self.lifecycle = lifecycle
+        self.budget = TokenBudget(store, per_minute=settings.tokens_per_minute, per_day=settings.tokens_per_day)
+        self.routes = {name: [Target(*t.split(":", 1)) for t in targets] for name, targets in settings.models.items()}
+
+    def model_names(self) -> list[str]:
+        return sorted({*self.settings.models, *self.settings.aliases})
+
+    def route(self, model: str | None) -> tuple[str, list[Target]]:
+        name = model or self.settings.default_model
+        name = self.settings.aliases.get(name, name)
+        targets = self.routes.get(name)
+        if targets is None:
+            raise ModelNotFound(f"No model called {name!r} is served here; GET /v1/models lists them.")
+        return name, targets
+
+    def streams(self, model: str | None) -> bool:
+        """Whether the model's first target can stream (``/api/chat`` answers whole when it cannot)."""
+        return self.upstreams[self.route(model)[1][0].provider].streams
+
+    def check(self, request: ChatCompletionRequest, message_chars: int | None = None) -> None:
+        """Refuse what the gateway does not serve, and requests over the configured caps."""
+        if request.tools:
+            raise UnsupportedFeature("Tool calling is not supported by this gateway.")
+        if request.n is not None and request.n > 1:
+            raise UnsupportedFeature("Only one choice (n=1) is supported.")
+        if len(request.messages) > self.settings.max_messages:
+            raise RequestTooLarge(f"At most {self.settings.max_messages} messages are accepted.")
+        total = 0
+        for message in request.messages:
+            length = len(message.text())
+            if message_chars is not None and length > message_chars:
+                raise RequestTooLarge(f"A message may have at most {message_chars} characters.")
+            total += length
+        if total > self.settings.max_total_chars:
+            raise RequestTooLarge(f"The messages may have at most {self.settings.max_total_chars} characters.")
+
+    def prompt_request(self, prompt: str, model: str | None) -> ChatCompletionRequest:
+        """The chat request for an ``/api/chat`` prompt, within its length limit."""
+        if not prompt.strip():
+            raise ValidationFailed("The prompt is empty.")
+        if len(prompt) > self.settings.chat_prompt_chars:
+            raise RequestTooLarge(f"The prompt may have at most {self.settings.chat_prompt_chars} characters.")
+        return ChatCompletionRequest(messages=[Message(role="user", content=prompt)], model=model)
+
+    def prepare(self, request: ChatCompletionRequest, target: Target) -> ChatCompletionRequest:
+        """The request as sent to ``target``: its upstream model, and ``max_tokens`` within the cap."""
+        cap = self.settings.max_tokens
+        if request.max_completion_tokens is not None:
+            return msgspec.structs.replace(request, model=target.model, max_tokens=None,
+                                           max_completion_tokens=min(request.max_completion_tokens, cap))
+        return msgspec.structs.replace(request, model=target.model, max_tokens=min(request.max_tokens or cap, cap))
+
+    async def complete(self, request: ChatCompletionRequest, caller: Caller, *,
+                       message_chars: int | None = None) -> Result:
+        self.check(request, message_chars)
+        name, targets = self.route(request.model)
+        if self.budget.enabled:
+            await self.budget.check(caller.key)
+        last: BaseException | None = None
+        for index, target in enumerate(targets):
+            if index:
+                _fallbacks.labels(name, targets[index - 1].provider, target.provider).inc()
+            started = time.perf_counter()
+            try:
+                answer = await self.upstreams[target.provider].complete(self.prepare(request, target))
+            except Exception as exc:
+                self._record(target, public_error(exc).code, started, stream=False, fallback=index)
+                if not can_fall_back(exc):
+                    raise public_error(exc) from None
+                last = exc
+                continue
+            except BaseException:
+                self._record(target, CANCELLED, started, stream=False, fallback=index)
+                raise
+            result = self._result(request, answer)
+            self._record(target, "ok", started, stream=False, fallback=index, tokens_in=result.prompt_tokens,
+                         tokens_out=result.completion_tokens)
+            if self.budget.enabled:
+                await self.budget.charge(caller.key, result.prompt_tokens + result.completion_tokens)
+            return result
+        assert last is not None  # a route has at least one target
+        raise public_error(last) from None
+
+    async def open_stream(self, request: ChatCompletionRequest, caller: Caller, *,
+                          message_chars: int | None = None) -> ChatStream:
+        """A stream whose upstream has answered 2xx; its pieces are read by iterating it."""
+        self.check(request, message_chars)
+        name, targets = self.route(request.model)
+        if self.budget.enabled:
+            await self.budget.check(caller.key)
+        last: BaseException | None = None
+        for index, target in enumerate(targets):
+            if index:
+                _fallbacks.labels(name, targets[index - 1].provider, target.provider).inc()
+            upstream = self.upstreams[target.provider]
+            prepared = self.prepare(request, target)
+            started = time.perf_counter()
+            try:
+                if upstream.streams:
+                    opened: UpstreamStream = await upstream.open_stream(prepared)
+                else:
+                    opened = _Whole(await upstream.complete(prepared))
+            except Exception as exc:
+                self._record(target, public_error(exc).code, started, stream=True, fallback=index)
+                if not can_fall_back(exc):
+                    raise public_error(exc) from None
+                last = exc
+                continue
+            except BaseException:
+                self._record(target, CANCELLED, started, stream=True, fallback=index)
+                raise
+            prompt = sum(estimate_tokens(m.text()) for m in request.messages)
+            return ChatStream(self, upstream, target, opened, caller, started, prompt, fallback=index)
+        assert last is not None  # a route has at least one target
+        raise public_error(last) from None
+
+    def _result(self, request: ChatCompletionRequest, answer: Answer) -> Result:
+        content, finish = answer.content, answer.finish_reason
+        cut = truncate_utf8(content, self.settings.max_response_bytes)
+        if cut is not None:
+            content, finish = cut, "length"
+        prompt = answer.prompt_tokens
+        if prompt is None:
+            prompt = sum(estimate_tokens(m.text()) for m in request.messages)
+        completion = answer.completion_tokens
+        if completion is None:
+            completion = estimate_tokens(answer.content)
+        return Result(content, finish, answer.model, prompt, completion)
+
+    def _record(self, target: Target, outcome: str, started: float, *, stream: bool, fallback: int,
+                ttft: float | None = None, tokens_in: int = 0, tokens_out: int = 0) -> None:
+        seconds = time.perf_counter() - started
+        provider, model = target.provider, target.model
+        _requests.labels(provider, model, outcome.lower()).inc()
+        _latency.labels(provider, model).observe(seconds)
+        if ttft is not None:
+            _ttft.labels(provider, model).observe(ttft)
+        if tokens_in or tokens_out:
+            _tokens.labels(provider, model, "in").inc(tokens_in)
+            _tokens.labels(provider, model, "out").inc(tokens_out)
+        fields: dict[str, Any] = {"provider": provider, "model": model, "outcome": outcome.lower(),
+                                  "stream": stream, "latency_ms": round(seconds * 1000.0, 3),
+                                  "tokens_in": tokens_in, "tokens_out": tokens_out}
+        if ttft is not None:
+            fields["ttft_ms"] = round(ttft * 1000.0, 3)
+        if fallback:
+            fields["fallback"] = fallback
+        (log.info if outcome == "ok" else log.warning)("ai call", **fields)
+
+
+class ChatStream:
+    """An opened answer stream: iterate it for :class:`Piece` objects, capped at the response size.
+
+    Whatever ends it (the last piece, an upstream failure, the client leaving, the worker draining),
+    the upstream response is closed, its bulkhead slot freed, and the call recorded and charged to the
+    caller's budget. A failure after the start is raised from the iteration as the gateway's public
+    error (the router turns it into an SSE error event).
+    """
+
+    def __init__(self, service: AiService, upstream: Upstream, target: Target, opened: UpstreamStream,
+                 caller: Caller, started: float, prompt_estimate: int, *, fallback: int) -> None:
+        self.model = target.model
+        self.prompt_tokens = prompt_estimate
+        self.completion_tokens = 0
+        self.finish_reason = "stop"
+        self._service = service
+        self._upstream = upstream
+        self._target = target
+        self._opened = opened
+        self._caller = caller
+        self._started = started
+        self._fallback = fallback
+        self._reported_prompt: int | None = None
+        self._reported_completion: int | None = None
+        self._closed = False
+
+    async def __aiter__(self) -> AsyncIterator[Piece]:
+        settings = self._service.settings
+        budget_bytes = settings.max_response_bytes
+        deadline = self._started + settings.max_stream_seconds
+        sent_bytes = 0
+        text_parts = 0
+        ttft: float | None = None
+        outcome = CANCELLED  # unless the loop below reaches an end
+        try:
+            async for piece in self._opened:
+                if piece.prompt_tokens is not None:
+                    self._reported_prompt = piece.prompt_tokens
+                if piece.completion_tokens is not None:
+                    self._reported_completion = piece.completion_tokens
+                if piece.finish_reason is not None:
+                    self.finish_reason = piece.finish_reason
+                if not piece.text:
+                    continue
+                now = time.perf_counter()
+                if ttft is None:
+                    ttft = now - self._started
+                if now > deadline:
+                    self.finish_reason = "length"
+                    break
+                size = len(piece.text.encode())
+                if sent_bytes + size > budget_bytes:
+                    cut = truncate_utf8(piece.text, budget_bytes - sent_bytes) or ""
+                    self.finish_reason = "length"
+                    if cut:
+                        text_parts += len(cut)
+                        yield Piece(cut)
+                    break
+                sent_bytes += size
+                text_parts += len(piece.text)
+                yield piece
+            outcome = "ok"
+        except AppError:
+            raise
+        except Exception as exc:
+            if counts_as_failure(exc):
+                self._upstream.breaker.record_failure()
+            error = public_error(exc)
+            outcome = error.code
+            raise error from None
+        finally:
+            await self._close(outcome, ttft, text_parts)
+
+    async def aclose(self) -> None:
+        """Close the upstream even if the stream was never iterated (a client that left at once)."""
+        await self._close(CANCELLED, None, 0)
+
+    async def _close(self, outcome: str, ttft: float | None, text_chars: int) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        closed = False
+        try:
+            await self._opened.aclose()
+            closed = True
+        finally:
+            self._finish(outcome, ttft, text_chars)
+            budget = self._service.budget
+            if budget.enabled and not (closed and outcome == "ok"):
+                # cut short, maybe in a task being cancelled: charge from a task of its own
+                self._service.lifecycle.spawn(budget.charge(self._caller.key, self.total_tokens),
+                                              "ai-budget-charge")
+        if closed and outcome == "ok" and self._service.budget.enabled:
+            await self._service.budget.charge(self._caller.key, self.total_tokens)
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    def _finish(self, outcome: str, ttft: float | None, text_chars: int) -> None:
+        """Settle the token counts and record the call; synchronous, so it completes in a cancelled task."""
+        if self._reported_prompt is not None:
+            self.prompt_tokens = self._reported_prompt
+        reported = self._reported_completion
+        self.completion_tokens = reported if reported is not None else text_chars // 4 + 1
+        self._service._record(self._target, outcome, self._started, stream=True, fallback=self._fallback,
+                              ttft=ttft, tokens_in=self.prompt_tokens, tokens_out=self.completion_tokens)
+
+
+class _Whole:
+    """A whole answer served as a stream, for upstreams that cannot stream."""
+
+    def __init__(self, answer: Answer) -> None:
+        self.answer = answer
+
+    async def __aiter__(self) -> AsyncIterator[Piece]:
+        answer = self.answer
+        yield Piece(answer.content, answer.finish_reason, answer.prompt_tokens, answer.completion_tokens)
+
+    async def aclose(self) -> None:
+        return None
+
+
+def truncate_utf8(text: str, max_bytes: int) -> str | None:
+    """``text`` cut to at most ``max_bytes`` of UTF-8 at a character boundary, or None if it fits."""
+    if len(text) * 4 <= max_bytes:
+        return None  # cheap exit: even all 4-byte characters would fit
+    encoded = text.encode()
+    if len(encoded) <= max_bytes:
+        return None
+    return encoded[:max_bytes].decode("utf-8", "ignore")
