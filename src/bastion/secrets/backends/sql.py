@@ -1,0 +1,218 @@
+"""SQL backend (SQLite or PostgreSQL): conditional ``UPDATE … RETURNING`` claims.
+
+A claim decrements ``views_remaining`` only while views remain, the secret has not expired and still
+has its ciphertext; the database's row lock (PostgreSQL) or write lock (SQLite) makes concurrent claims
+queue, and each re-checks the condition, so exactly as many succeed as there were views. The claim that
+takes the last view nulls the ciphertext atomically with it, and the "viewed" event is written with it:
+on PostgreSQL all in one statement, on SQLite in one transaction of three.
+
+Creates first reserve their bytes on the one ``secrets_usage`` row (a conditional increment). That
+statement also serialises creates, so the live-secret count read next is exact and both caps hold
+exactly. Bytes are given back when the purge job recomputes the true sum (every
+``purge_interval_seconds``), so the byte cap errs on the safe side between purges.
+"""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+from sqlalchemy import BigInteger, String, Table, bindparam, delete, func, insert, select, text, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql import Executable
+
+from bastion.core.db import Database
+from bastion.secrets.backends.base import Claim, Event, Limits, LiveSecret, NewSecret, Receipt, Refusal
+from bastion.secrets.errors import LiveLimitReached, StorageFull
+from bastion.secrets.models import SecretEventRow, SecretRow, SecretUsageRow
+
+SECRETS = cast("Table", SecretRow.__table__)
+EVENTS = cast("Table", SecretEventRow.__table__)
+USAGE = cast("Table", SecretUsageRow.__table__)
+_S = SECRETS.c
+
+# The statements of the hot paths are built once, with bound parameters: building and hashing a statement
+# per call cost more than the database round trip (0.7 ms of a 2.3 ms claim on PostgreSQL, measured).
+_ID, _NOW = bindparam("secret_id", type_=String), bindparam("now", type_=BigInteger)
+_CLIENT = bindparam("client", type_=String)
+_LIVE = (_S.id == _ID, _S.views_remaining > 0, _S.expires_at_ms > _NOW, _S.ciphertext.is_not(None))
+_META = (_S.id, _S.created_at_ms, _S.expires_at_ms, _S.views_remaining, _S.max_views, _S.client_encrypted,
+         _S.passphrase_hash)
+_SIZE = bindparam("size", type_=BigInteger)
+RESERVE = (update(USAGE).where(USAGE.c.id == 1, USAGE.c.bytes + _SIZE <= bindparam("cap", type_=BigInteger))
+           .values(bytes=USAGE.c.bytes + _SIZE).returning(USAGE.c.bytes))
+# Counting stops at the cap: a creator's check costs at most ``cap`` index entries, however many they hold.
+COUNT_LIVE = select(func.count()).select_from(
+    select(_S.id).where(_S.quota_key == bindparam("quota"), _S.expires_at_ms > _NOW, _S.ciphertext.is_not(None))
+    .limit(bindparam("cap", type_=BigInteger)).subquery())
+INSERT_SECRET = insert(SECRETS)
+INSERT_EVENT = insert(EVENTS)
+METADATA = select(*_META).where(*_LIVE)
+PROTECTED = select(_S.passphrase_hash.is_not(None)).where(*_LIVE)
+DROP_CIPHERTEXT = update(SECRETS).where(_S.id == _ID).values(ciphertext=None)
+BURN = update(SECRETS).where(*_LIVE).values(ciphertext=None, burned_at_ms=_NOW).returning(_S.id)
+
+
+def _claim(*, passphrase_checked: bool) -> Executable:
+    """Take one view (SQLite): the conditional decrement; the caller's transaction does the rest."""
+    condition = _LIVE if passphrase_checked else (*_LIVE, _S.passphrase_hash.is_(None))
+    return (update(SECRETS).where(*condition).values(views_remaining=_S.views_remaining - 1)
+            .returning(_S.id, _S.ciphertext, _S.views_remaining, _S.client_encrypted))
+
+
+# PostgreSQL does the whole claim in one statement, run outside an explicit transaction (one round trip
+# instead of four): ``prior`` locks the row and, having waited for any concurrent claim, re-reads its
+# latest version, so it returns the ciphertext as it was before this claim; ``claimed`` decrements and,
+# on the last view, nulls the ciphertext; ``logged`` writes the "viewed" event. A concurrent claim that
+# loses the race finds views_remaining = 0 (or the ciphertext gone) on re-reading, and returns no row.
+_PG_CLAIM = """
+WITH prior AS (
+  SELECT id, ciphertext FROM secrets_secret
+  WHERE id = :secret_id AND views_remaining > 0 AND expires_at_ms > :now AND ciphertext IS NOT NULL{passphrase}
+  FOR UPDATE),
+claimed AS (
+  UPDATE secrets_secret AS s
+  SET views_remaining = s.views_remaining - 1,
+      ciphertext = CASE WHEN s.views_remaining = 1 THEN NULL ELSE s.ciphertext END
+  FROM prior WHERE s.id = prior.id AND s.views_remaining > 0
+  RETURNING s.id, prior.ciphertext, s.views_remaining, s.client_encrypted),
+logged AS (
+  INSERT INTO secrets_event (secret_id, kind, at_ms, client)
+  SELECT id, 'viewed', :now, :client FROM claimed)
+SELECT id, ciphertext, views_remaining, client_encrypted FROM claimed
+"""
+
+
+def _pg_claim(*, passphrase_checked: bool) -> Executable:
+    condition = "" if passphrase_checked else " AND passphrase_hash IS NULL"
+    return text(_PG_CLAIM.format(passphrase=condition)).bindparams(_ID, _NOW, _CLIENT)
+
+
+async def _refusal(conn: AsyncConnection, params: dict[str, Any], passphrase_checked: bool) -> Refusal:
+    """Why a claim took nothing: the secret is gone, or it has a passphrase that was not checked."""
+    if passphrase_checked:
+        return Refusal.GONE
+    return Refusal.NEEDS_PASSPHRASE if await conn.scalar(PROTECTED, params) else Refusal.GONE
+
+
+def _meta(row: Any) -> LiveSecret:
+    return LiveSecret(id=row.id, created_at_ms=row.created_at_ms, expires_at_ms=row.expires_at_ms,
+                      views_remaining=row.views_remaining, max_views=row.max_views,
+                      client_encrypted=bool(row.client_encrypted), passphrase_hash=row.passphrase_hash)
+
+
+class SqlBackend:
+    name = "sql"
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        # SQLite has no data-modifying CTEs: there a claim is three statements in one transaction.
+        self.one_statement_claims = db.dialect == "postgresql"
+        build = _pg_claim if self.one_statement_claims else _claim
+        self._claims = {checked: build(passphrase_checked=checked) for checked in (False, True)}
+        self._autocommit = db.engine.execution_options(isolation_level="AUTOCOMMIT")
+
+    async def create(self, secret: NewSecret, limits: Limits) -> None:
+        size = len(secret.ciphertext)
+        async with self.db.engine.begin() as conn:
+            reserved = await conn.execute(RESERVE, {"size": size, "cap": limits.max_total_bytes})
+            if reserved.first() is None:
+                raise StorageFull("Secret storage is full; try again later.", retry_after=60)
+            live = await conn.scalar(COUNT_LIVE, {"quota": secret.quota_key, "now": secret.created_at_ms,
+                                                  "cap": limits.max_live})
+            if (live or 0) >= limits.max_live:
+                # raising rolls the transaction back, the byte reservation with it
+                raise LiveLimitReached(f"At most {limits.max_live} live secrets at a time; burn or let some "
+                                       "expire first.", extra={"limit": limits.max_live})
+            await conn.execute(INSERT_SECRET, {
+                "id": secret.id, "ciphertext": secret.ciphertext, "size_bytes": size,
+                "client_encrypted": secret.client_encrypted, "passphrase_hash": secret.passphrase_hash,
+                "views_remaining": secret.max_views, "max_views": secret.max_views,
+                "created_at_ms": secret.created_at_ms, "expires_at_ms": secret.expires_at_ms,
+                "burned_at_ms": None, "owner_id": secret.owner_id, "quota_key": secret.quota_key,
+                "delete_token_hash": secret.delete_token_hash})
+            await conn.execute(INSERT_EVENT, {"secret_id": secret.id, "kind": "created",
+                                              "at_ms": secret.created_at_ms, "client": secret.creator_client})
+
+    async def metadata(self, secret_id: str, now_ms: int) -> LiveSecret | None:
+        async with self.db.engine.connect() as conn:
+            row = (await conn.execute(METADATA, {"secret_id": secret_id, "now": now_ms})).first()
+        return None if row is None else _meta(row)
+
+    async def claim(self, secret_id: str, now_ms: int, *, passphrase_checked: bool,
+                    client: str | None) -> Claim | Refusal:
+        params = {"secret_id": secret_id, "now": now_ms, "client": client}
+        statement = self._claims[passphrase_checked]
+        if self.one_statement_claims:
+            async with self._autocommit.connect() as conn:
+                row = (await conn.execute(statement, params)).first()
+                if row is None:
+                    return await _refusal(conn, params, passphrase_checked)
+        else:
+            async with self.db.engine.begin() as conn:
+                row = (await conn.execute(statement, params)).first()
+                if row is None:
+                    return await _refusal(conn, params, passphrase_checked)
+                if row.views_remaining == 0:
+                    await conn.execute(DROP_CIPHERTEXT, params)
+                await conn.execute(INSERT_EVENT, {"secret_id": secret_id, "kind": "viewed", "at_ms": now_ms,
+                                                  "client": client})
+        return Claim(ciphertext=row.ciphertext, views_remaining=row.views_remaining,
+                     client_encrypted=bool(row.client_encrypted))
+
+    async def burn(self, secret_id: str, now_ms: int, *, client: str | None) -> bool:
+        async with self.db.engine.begin() as conn:
+            if (await conn.execute(BURN, {"secret_id": secret_id, "now": now_ms})).first() is None:
+                return False
+            await conn.execute(INSERT_EVENT, {"secret_id": secret_id, "kind": "burned", "at_ms": now_ms,
+                                              "client": client})
+        return True
+
+    async def receipt(self, secret_id: str) -> Receipt | None:
+        async with self.db.engine.connect() as conn:
+            row = (await conn.execute(
+                select(_S.id, _S.created_at_ms, _S.expires_at_ms, _S.max_views, _S.owner_id, _S.delete_token_hash,
+                       _S.client_encrypted, _S.passphrase_hash.is_not(None).label("protected"))
+                .where(_S.id == secret_id))).first()
+            if row is None:
+                return None
+            events = (await conn.execute(
+                select(EVENTS.c.kind, EVENTS.c.at_ms, EVENTS.c.client)
+                .where(EVENTS.c.secret_id == secret_id).order_by(EVENTS.c.id))).all()
+        return Receipt(id=row.id, created_at_ms=row.created_at_ms, expires_at_ms=row.expires_at_ms,
+                       max_views=row.max_views, owner_id=row.owner_id, delete_token_hash=bytes(row.delete_token_hash),
+                       client_encrypted=bool(row.client_encrypted), requires_passphrase=bool(row.protected),
+                       events=[Event(e.kind, e.at_ms, e.client) for e in events])
+
+    async def owned(self, owner_quota_key: str, now_ms: int, limit: int) -> list[LiveSecret]:
+        async with self.db.engine.connect() as conn:
+            rows = (await conn.execute(
+                select(*_META).where(_S.quota_key == owner_quota_key, _S.expires_at_ms > now_ms,
+                                     _S.views_remaining > 0, _S.ciphertext.is_not(None))
+                .order_by(_S.created_at_ms.desc()).limit(limit))).all()
+        return [_meta(row) for row in rows]
+
+    async def purge(self, now_ms: int, retention_ms: int) -> int:
+        async with self.db.engine.begin() as conn:
+            dropped = (await conn.execute(
+                update(SECRETS).where(_S.expires_at_ms <= now_ms, _S.ciphertext.is_not(None))
+                .values(ciphertext=None))).rowcount
+        cutoff = now_ms - retention_ms
+        async with self.db.engine.begin() as conn:
+            await conn.execute(delete(EVENTS).where(
+                EVENTS.c.secret_id.in_(select(_S.id).where(_S.expires_at_ms <= cutoff))))
+            await conn.execute(delete(SECRETS).where(_S.expires_at_ms <= cutoff))
+        async with self.db.engine.begin() as conn:
+            # Lock the usage row first (a no-op write), so that the sum read next sees every create that
+            # reserved bytes before us and none can slip in between the sum and the write.
+            await conn.execute(update(USAGE).where(USAGE.c.id == 1).values(bytes=USAGE.c.bytes))
+            total = await conn.scalar(select(func.coalesce(func.sum(_S.size_bytes), 0))
+                                      .where(_S.ciphertext.is_not(None)))
+            await conn.execute(update(USAGE).where(USAGE.c.id == 1).values(bytes=int(total or 0)))
+        return int(dropped or 0)
+
+    async def stored_bytes(self) -> int:
+        async with self.db.engine.connect() as conn:
+            return int(await conn.scalar(select(USAGE.c.bytes).where(USAGE.c.id == 1)) or 0)
+
+    async def close(self) -> None:
+        return None  # the engine belongs to the platform

@@ -1,0 +1,50 @@
+"""Builds the secrets module: its backend (SQL or Redis), the service, routes, limits and purge job."""
+
+from __future__ import annotations
+
+from litestar.di import Provide
+
+from bastion.core.edge.asgi import RoutePolicy
+from bastion.core.edge.routes import RouteGroup
+from bastion.core.module import ModuleParts
+from bastion.core.platform import Platform
+from bastion.secrets.backends.base import SecretBackend
+from bastion.secrets.router import route_handlers
+from bastion.secrets.service import SecretsService
+from bastion.secrets.settings import SecretsSettings
+from bastion.settings import Settings
+
+
+def make_backend(platform: Platform, config: SecretsSettings) -> SecretBackend:
+    if config.backend == "redis":
+        if platform.redis is None:
+            raise SystemExit("BASTION_SECRETS__BACKEND=redis needs BASTION_REDIS_URL")
+        from bastion.secrets.backends.redis import RedisBackend  # loads redis-py only when used
+
+        return RedisBackend(platform.redis, prefix=platform.settings.redis_prefix,
+                            retention_ms=config.audit_retention_seconds * 1000)
+    from bastion.secrets.backends.sql import SqlBackend
+
+    return SqlBackend(platform.db)
+
+
+def build(platform: Platform, settings: Settings) -> ModuleParts:
+    config = settings.secrets
+    service = SecretsService(make_backend(platform, config), keyring=platform.keyring, store=platform.store,
+                             settings=config)
+
+    async def start_purge() -> None:
+        platform.lifecycle.spawn(service.purge_forever(), "secrets-purge")
+
+    return ModuleParts(
+        name="secrets",
+        route_handlers=route_handlers,
+        route_groups=[
+            RouteGroup("/api/secrets", RoutePolicy(tier="secrets_create", max_body_bytes=config.max_body_bytes),
+                       methods={"POST"}, exact=True),
+            # metadata, reveal, burn and audit of one secret (a reveal body is at most a passphrase)
+            RouteGroup("/api/secrets/{id}", RoutePolicy(tier="secrets_read", max_body_bytes=4096)),
+        ],
+        dependencies={"secrets_service": Provide(lambda: service, use_cache=True, sync_to_thread=False)},
+        on_startup=[start_purge],
+    )
