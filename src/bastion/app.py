@@ -1,0 +1,156 @@
+"""``create_app(settings)``: the one place that wires the core and the modules into an ASGI app.
+
+    app = create_app()                 # settings from the environment
+    app = create_app(Settings(env="production", ...))
+
+The result is the Litestar app wrapped in the edge, outermost first: context → telemetry → headers →
+guards → admission → error boundary → Litestar. ``app.platform`` and ``app.litestar`` give tests and
+tools the pieces.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import weakref
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from typing import Any, cast
+
+from litestar import Litestar
+from litestar.datastructures import State
+from litestar.di import Provide
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import JsonRenderPlugin
+
+from bastion import __version__
+from bastion.ai import module as ai_module
+from bastion.core import logging as core_logging
+from bastion.core.edge.admission import AdmissionMiddleware
+from bastion.core.edge.asgi import ASGIApp, Receive, RequestContext, RoutePolicy, Scope, Send
+from bastion.core.edge.context import ContextMiddleware
+from bastion.core.edge.errors import ErrorBoundaryMiddleware
+from bastion.core.edge.guards import GuardsMiddleware
+from bastion.core.edge.headers import HeadersMiddleware
+from bastion.core.edge.routes import RouteGroup, RouteTable
+from bastion.core.edge.telemetry import TelemetryMiddleware
+from bastion.core.module import ModuleParts
+from bastion.core.ops import OPS_ROUTE_GROUPS, ops_router
+from bastion.core.platform import Platform
+from bastion.core.principal import Principal, PrincipalResolver
+from bastion.core.problems import exception_handler
+from bastion.identity import module as identity_module
+from bastion.secrets import module as secrets_module
+from bastion.settings import Settings
+from bastion.spark import module as spark_module
+from bastion.web import module as web_module
+
+ModuleBuilder = Callable[[Platform, Settings], ModuleParts]
+_log = core_logging.get_logger("bastion.app")
+_instances: weakref.WeakSet[Bastion] = weakref.WeakSet()
+
+
+def modules() -> list[ModuleBuilder]:
+    """The modules this build serves, in the order their routes are registered."""
+    return [identity_module.build, secrets_module.build, ai_module.build, spark_module.build, web_module.build]
+
+
+class Bastion:
+    """The ASGI application: the edge around Litestar, with handles on its parts."""
+
+    def __init__(self, asgi: Any, litestar: Litestar, platform: Platform) -> None:
+        self._asgi = asgi
+        self.litestar = litestar
+        self.platform = platform
+        self.settings = platform.settings
+        _instances.add(self)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self._asgi(scope, receive, send)
+
+
+def begin_drain_all() -> None:
+    """Start draining every app in this process (the uvicorn runner calls it on SIGTERM)."""
+    for app in list(_instances):
+        app.platform.lifecycle.begin_drain()
+
+
+def create_app(settings: Settings | None = None, *, extra_modules: Sequence[ModuleBuilder] = ()) -> Bastion:
+    settings = settings or Settings()
+    core_logging.configure(level=settings.log_level, json=settings.json_logs)
+    for problem in settings.problems():
+        (_log.error if problem.severity == "error" else _log.warning)(
+            "configuration problem", setting=problem.setting, problem=problem.message)
+    if settings.is_production and any(p.severity == "error" for p in settings.problems()):
+        raise SystemExit("refusing to start in production with unsafe configuration; run `bastion check-config`")
+
+    platform = Platform.build(settings, version=__version__)
+    parts = [build(platform, settings) for build in [*modules(), *extra_modules]]
+
+    resolvers = [p.principal_resolver for p in parts if p.principal_resolver is not None]
+    resolver: PrincipalResolver | None = (
+        None if not resolvers else resolvers[0] if len(resolvers) == 1 else _first_of(resolvers))
+    for part in parts:
+        for check in part.health_checks:
+            platform.health.add(check)
+
+    litestar = Litestar(
+        route_handlers=[ops_router, *(h for p in parts for h in p.route_handlers)],
+        exception_handlers={Exception: exception_handler(settings.is_production)},
+        dependencies={"platform": Provide(lambda: platform, use_cache=True, sync_to_thread=False),
+                      **{k: v for p in parts for k, v in p.dependencies.items()}},
+        lifespan=[_lifespan(platform, settings, parts)],
+        state=State({"platform": platform}),
+        openapi_config=OpenAPIConfig(title="Bastion", version=__version__, path="/schema",
+                                     render_plugins=[JsonRenderPlugin()]),
+        request_max_body_size=None,  # the guards stage enforces each route group's limit
+        logging_config=None,
+        debug=False,
+    )
+
+    groups: list[RouteGroup] = [*OPS_ROUTE_GROUPS, *(g for p in parts for g in p.route_groups)]
+    default = RoutePolicy(tier="general", max_body_bytes=settings.max_body_bytes)
+    asgi: Any = ErrorBoundaryMiddleware(cast("ASGIApp", litestar), production=settings.is_production)
+    asgi = AdmissionMiddleware(asgi, limiter=platform.limiter if settings.admission.enabled else None,
+                               resolver=resolver)
+    asgi = GuardsMiddleware(asgi, routes=RouteTable(groups, default), allowed_methods=settings.allowed_methods,
+                            max_url_length=settings.max_url_length, max_header_bytes=settings.max_header_bytes,
+                            max_body_bytes=settings.max_body_bytes)
+    asgi = HeadersMiddleware(asgi, allowed_hosts=settings.allowed_hosts, cors_origins=settings.cors_origins,
+                             cors_allow_credentials=settings.cors_allow_credentials,
+                             allowed_methods=settings.allowed_methods, hsts=settings.is_production)
+    asgi = TelemetryMiddleware(asgi, lifecycle=platform.lifecycle, metrics=platform.http_metrics,
+                               slow_request_ms=settings.slow_request_ms)
+    asgi = ContextMiddleware(asgi, trusted_proxies=settings.trusted_proxies)
+    return Bastion(asgi, litestar, platform)
+
+
+def _first_of(resolvers: list[PrincipalResolver]) -> PrincipalResolver:
+    """Several resolvers (e.g. identity plus one added by an embedding app): the first answer wins."""
+
+    async def resolve(scope: Scope, ctx: RequestContext) -> Principal | None:
+        for resolver in resolvers:
+            principal = await resolver(scope, ctx)
+            if principal is not None:
+                return principal
+        return None
+
+    return resolve
+
+
+def _lifespan(platform: Platform, settings: Settings, parts: list[ModuleParts]) -> Any:
+    @asynccontextmanager
+    async def lifespan(_app: Litestar) -> AsyncIterator[None]:
+        if settings.migrates_on_start:
+            from bastion import migrate  # Alembic costs ~12 MB: loaded only where migrations run
+
+            await asyncio.to_thread(migrate.upgrade, settings)
+        for part in parts:
+            for hook in part.on_startup:
+                await hook()
+        await platform.lifecycle.start()
+        try:
+            yield
+        finally:
+            await platform.lifecycle.drain()
+
+    return lifespan
