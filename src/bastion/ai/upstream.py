@@ -9,8 +9,8 @@
 * **Circuit breaker**: connection errors, timeouts, 429, 5xx and invalid answers count as failures; a
   4xx the request caused does not (the upstream is healthy, the request is wrong).
 * **Bulkhead**: held for the whole call, and for a stream until it ends.
-* **Timeout**: the whole call when not streaming; the response headers when streaming (the httpx read
-  timeout then bounds each silence between pieces).
+* **Timeout**: the whole call when not streaming; the response headers when streaming (the session's
+  read timeout, ``read_timeout_seconds``, then bounds each silence between pieces).
 
 Failures are translated into the gateway's public errors by :func:`public_error`.
 """

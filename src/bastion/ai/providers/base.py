@@ -107,11 +107,11 @@ class HttpSessions:
     """One pooled aiohttp session per provider, made on first use (a session belongs to the running event
     loop) and closed at shutdown.
 
-    aiohttp rather than httpx on this hot path, measured (docs/ai.md, ``bench/ai_clients.py``): httpcore's
-    pool checks every pooled connection on each request through anyio's ``extra()`` lookups, so at 32
-    concurrent calls httpx served several times fewer requests per second than aiohttp on the same
-    machine, and fewer than it did at concurrency 1. The official SDKs are no option for a shared pool:
-    they run on ``httpx2`` and refuse an ``httpx`` client.
+    Why aiohttp rather than the official SDKs or httpx: the gateway keeps one pooled client per provider,
+    shared by every call to it. The official SDKs cannot share one: the openai SDK now depends on
+    ``httpx2`` and does not accept a shared ``httpx`` client. httpx itself was the bottleneck in an
+    earlier measurement: httpcore's pool checks every pooled connection on each request (through anyio's
+    ``extra()`` lookups), and at 32 concurrent calls those per-request checks were what limited it.
     """
 
     def __init__(self) -> None:

@@ -2,8 +2,8 @@
 llama.cpp), chosen by base URL.
 
 It speaks the wire format itself, over the provider's pooled session (see ``HttpSessions`` in
-``base.py``), rather than through the official SDK, which brings its own client (``httpx2``) and
-validates every answer with pydantic (measured in docs/ai.md). Streams always ask for
+``base.py``), rather than through the official SDK, which brings its own client (``httpx2``, with no
+way to share an ``httpx`` pool) and validates every answer with pydantic. Streams always ask for
 ``stream_options.include_usage`` so that token budgets count real usage; the gateway drops that chunk
 when the client did not ask for it.
 """
