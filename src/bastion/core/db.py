@@ -12,6 +12,7 @@ Retry-After, and ``/health/ready`` turns 503, rather than a 500.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -74,8 +75,43 @@ class Database:
         await self.engine.dispose()
 
 
+PING_AFTER_IDLE_SECONDS = 1.0
+"""A pooled connection is pinged on checkout only if it sat unused in the pool for longer than this."""
+
+
+def _ping_idle_connections(engine: AsyncEngine, idle_seconds: float = PING_AFTER_IDLE_SECONDS) -> None:
+    """Pessimistic disconnect handling, as ``pool_pre_ping`` does, but skipping connections used within the
+    last ``idle_seconds`` (HikariCP's "alive bypass window"). ``pool_pre_ping`` pings on every checkout, which
+    on asyncpg is three round trips (BEGIN, a no-op statement, ROLLBACK): measured, that doubled the cost of
+    a one-statement request (1.6 ms of CPU instead of 0.7). A connection that just came back from a
+    successful request is as alive as a ping would show; one that breaks anyway fails its statement, which
+    SQLAlchemy turns into an invalidation of the whole pool (and :func:`unavailable` into a 503), exactly as
+    a connection dying between a ping and its use always could."""
+    pool = engine.sync_engine.pool
+    dialect = engine.sync_engine.dialect
+
+    @event.listens_for(pool, "checkin")
+    def _checked_in(_dbapi_connection: Any, record: Any) -> None:
+        record.info["bastion_idle_since"] = time.monotonic()
+
+    @event.listens_for(pool, "checkout")
+    def _checked_out(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        since = record.info.pop("bastion_idle_since", None)
+        if since is None or time.monotonic() - since <= idle_seconds:
+            return  # a new connection, or one in use a moment ago
+        try:
+            alive = dialect.do_ping(dbapi_connection)
+        except Exception as exc:
+            if not dialect.is_disconnect(exc, dbapi_connection, None):  # type: ignore[arg-type]
+                raise
+            alive = False
+        if not alive:
+            # the pool discards this connection and checks out another (a fresh one if need be)
+            raise sa_exc.DisconnectionError("the pooled connection did not answer a ping")
+
+
 def create_engine(url: str, *, pool_size: int = 10, max_overflow: int = 10, timeout: float = 5.0) -> AsyncEngine:
-    kwargs: dict[str, Any] = {"pool_pre_ping": True}
+    kwargs: dict[str, Any] = {}
     if url.startswith("sqlite"):
         # SQLite: one file, WAL so readers never block the writer, and a busy timeout so concurrent
         # writers queue instead of failing with "database is locked".
@@ -91,6 +127,7 @@ def create_engine(url: str, *, pool_size: int = 10, max_overflow: int = 10, time
             cursor.execute("PRAGMA busy_timeout=30000")
             cursor.close()
 
+        _ping_idle_connections(engine)
         return engine
     kwargs.update(
         pool_size=pool_size,
@@ -99,7 +136,9 @@ def create_engine(url: str, *, pool_size: int = 10, max_overflow: int = 10, time
         pool_recycle=1800,
         connect_args={"timeout": timeout, "server_settings": {"application_name": "bastion"}},
     )
-    return create_async_engine(url, **kwargs)
+    engine = create_async_engine(url, **kwargs)
+    _ping_idle_connections(engine)
+    return engine
 
 
 _CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
