@@ -16,7 +16,8 @@ from __future__ import annotations
 
 from typing import Any, cast
 
-from sqlalchemy import BigInteger, String, Table, bindparam, delete, func, insert, select, text, update
+from sqlalchemy import BigInteger, String, Table, bindparam, delete, func, insert, select, update
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql import Executable
 
@@ -60,7 +61,9 @@ def _claim(*, passphrase_checked: bool) -> Executable:
 
 
 # PostgreSQL does the whole claim in one statement, run outside an explicit transaction (one round trip
-# instead of four): ``prior`` locks the row and, having waited for any concurrent claim, re-reads its
+# instead of four), on the pooled connection's asyncpg driver directly (SQLAlchemy's cursor adapter cost
+# 0.35 ms of CPU per claim over asyncpg's own, measured, about a fifth of a whole reveal request):
+# ``prior`` locks the row and, having waited for any concurrent claim, re-reads its
 # latest version, so it returns the ciphertext as it was before this claim; ``claimed`` decrements and,
 # on the last view, nulls the ciphertext; ``logged`` writes the "viewed" event. A concurrent claim that
 # loses the race finds views_remaining = 0 (or the ciphertext gone) on re-reading, and returns no row.
@@ -82,9 +85,21 @@ SELECT id, ciphertext, views_remaining, client_encrypted FROM claimed
 """
 
 
-def _pg_claim(*, passphrase_checked: bool) -> Executable:
+def _pg_claim(*, passphrase_checked: bool) -> str:
+    """The claim in asyncpg's own parameter style ($1 secret id, $2 now in ms, $3 client network)."""
     condition = "" if passphrase_checked else " AND passphrase_hash IS NULL"
-    return text(_PG_CLAIM.format(passphrase=condition)).bindparams(_ID, _NOW, _CLIENT)
+    sql = _PG_CLAIM.format(passphrase=condition)
+    return sql.replace(":secret_id", "$1").replace(":now", "$2").replace(":client", "$3")
+
+
+def _pg_connection_errors() -> tuple[type[BaseException], ...]:
+    """Errors of the asyncpg driver that mean its connection is unusable: it is discarded, and the error
+    raised as SQLAlchemy's (invalidated) OperationalError, which ``db.unavailable`` answers with a 503
+    and the circuit breaker counts as an outage, as on SQLAlchemy's own path."""
+    import asyncpg  # type: ignore[import-untyped]
+
+    return (OSError, TimeoutError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError,
+            asyncpg.exceptions.OperatorInterventionError)
 
 
 async def _refusal(conn: AsyncConnection, params: dict[str, Any], passphrase_checked: bool) -> Refusal:
@@ -107,8 +122,10 @@ class SqlBackend:
         self.db = db
         # SQLite has no data-modifying CTEs: there a claim is three statements in one transaction.
         self.one_statement_claims = db.dialect == "postgresql"
-        build = _pg_claim if self.one_statement_claims else _claim
-        self._claims = {checked: build(passphrase_checked=checked) for checked in (False, True)}
+        self._claims = {checked: _claim(passphrase_checked=checked) for checked in (False, True)}
+        self._pg_claims = {checked: _pg_claim(passphrase_checked=checked) for checked in (False, True)}
+        self._pg_errors = _pg_connection_errors() if self.one_statement_claims else ()
+        # a refusal's follow-up read needs no transaction either
         self._autocommit = db.engine.execution_options(isolation_level="AUTOCOMMIT")
 
     async def create(self, secret: NewSecret, limits: Limits) -> None:
@@ -141,23 +158,34 @@ class SqlBackend:
     async def claim(self, secret_id: str, now_ms: int, *, passphrase_checked: bool,
                     client: str | None) -> Claim | Refusal:
         params = {"secret_id": secret_id, "now": now_ms, "client": client}
-        statement = self._claims[passphrase_checked]
         if self.one_statement_claims:
             async with self._autocommit.connect() as conn:
-                row = (await conn.execute(statement, params)).first()
+                row = await self._pg_claim(conn, self._pg_claims[passphrase_checked], secret_id, now_ms, client)
                 if row is None:
                     return await _refusal(conn, params, passphrase_checked)
         else:
             async with self.db.engine.begin() as conn:
-                row = (await conn.execute(statement, params)).first()
+                row = (await conn.execute(self._claims[passphrase_checked], params)).first()
                 if row is None:
                     return await _refusal(conn, params, passphrase_checked)
                 if row.views_remaining == 0:
                     await conn.execute(DROP_CIPHERTEXT, params)
                 await conn.execute(INSERT_EVENT, {"secret_id": secret_id, "kind": "viewed", "at_ms": now_ms,
                                                   "client": client})
-        return Claim(ciphertext=row.ciphertext, views_remaining=row.views_remaining,
-                     client_encrypted=bool(row.client_encrypted))
+        # (id, ciphertext, views_remaining, client_encrypted): an asyncpg Record or a SQLAlchemy Row
+        return Claim(ciphertext=row[1], views_remaining=row[2], client_encrypted=bool(row[3]))
+
+    async def _pg_claim(self, conn: AsyncConnection, sql: str, secret_id: str, now_ms: int,
+                        client: str | None) -> Any:
+        """Run the one-statement claim on the driver. No transaction is open on the connection (SQLAlchemy
+        begins one lazily, at its first statement, and this one bypasses it), so asyncpg runs it in
+        autocommit: the claim is committed, durably, before its row is returned."""
+        pooled = await conn.get_raw_connection()
+        try:
+            return await pooled.driver_connection.fetchrow(sql, secret_id, now_ms, client)  # type: ignore[union-attr]
+        except self._pg_errors as exc:
+            await conn.invalidate(exc)
+            raise sa_exc.OperationalError(sql, None, exc, connection_invalidated=True) from exc
 
     async def burn(self, secret_id: str, now_ms: int, *, client: str | None) -> bool:
         async with self.db.engine.begin() as conn:
