@@ -18,6 +18,11 @@ refused; every request still takes the limiter's decision. Each round loads ever
 * race: one 1-view secret, 200 reveals sent at once over 200 open connections; the wall time until
   all 200 answered, and how many got the secret (must be 1).
 
+Before each of these the bench waits for the server to be idle again (``settle``): when wrk stops, the
+requests it had in flight are still queued in the server (about 200 x the service time, half a second
+after a saturated run), and without the wait they landed in the first half-second of the next
+measurement, where they made most of the steady run's p99.
+
 PostgreSQL gets a fresh database, dropped afterwards; Redis a fresh key prefix, deleted afterwards.
 Results go to ``bench/results/secrets.json`` and are printed as a Markdown table.
 """
@@ -105,11 +110,24 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
         proc.wait()
 
 
+def settle(port: int, timeout: float = 15.0) -> None:
+    """Wait until the server answers a probe quickly twice in a row: the backlog left by the previous
+    load (requests wrk abandoned when it stopped, still being served) has drained."""
+    deadline, quick = time.monotonic() + timeout, 0
+    while quick < 2 and time.monotonic() < deadline:
+        began = time.perf_counter()
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health/live", timeout=timeout) as response:
+            response.read()
+        quick = quick + 1 if time.perf_counter() - began < 0.01 else 0
+        time.sleep(0.2)
+
+
 def _ms(value: str, unit: str) -> float:
     return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
 
 
 def wrk(port: int, script: Path, duration: float, connections: int) -> dict[str, float]:
+    settle(port)
     out = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{int(duration)}s", "--latency", "-s", str(script),
                           f"http://127.0.0.1:{port}"], capture_output=True, text=True, check=True).stdout
     found = {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))}  # type: ignore[union-attr]
@@ -247,6 +265,7 @@ def main() -> None:
                 steady = wrk(ports[name], scripts[name][1], args.duration, 200)
                 row.update(steady_rps=steady["rps"], steady_p50_ms=steady["p50_ms"], steady_p99_ms=steady["p99_ms"],
                            steady_non2xx=steady["non2xx"])
+                settle(ports[name])
                 row.update(asyncio.run(race(ports[name])))
                 runs[name].append(row)
                 print(name, {k: round(v, 2) for k, v in row.items()}, flush=True)
