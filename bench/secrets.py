@@ -36,7 +36,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -48,7 +47,9 @@ from pathlib import Path
 
 import httpx
 
-ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from run import ROOT, stop, wait_ready
+
 RESULTS = ROOT / "bench" / "results"
 POSTGRES = os.environ.get("BASTION_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
 REDIS = os.environ.get("BASTION_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -87,27 +88,6 @@ def start(env: dict[str, str], port: int, server: str, workers: int) -> subproce
            str(workers), "--server", server]
     return subprocess.Popen(cmd, cwd=ROOT, env=dict(os.environ, **env), stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)
-
-
-def wait_ready(port: int, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health/ready", timeout=1) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.2)
-    raise RuntimeError(f"server on port {port} did not become ready")
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=30)
-    except (ProcessLookupError, subprocess.TimeoutExpired):
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
 
 
 def settle(port: int, timeout: float = 15.0) -> None:
@@ -249,7 +229,7 @@ def main() -> None:
             procs[name] = start(env_for(name, work / name, url, prefix), ports[name], args.server, args.workers)
         scripts = {}
         for name in selected:
-            wait_ready(ports[name])
+            wait_ready(ports[name], "/health/ready", timeout=60.0)
             ids = asyncio.run(seed(ports[name], SECRETS_PER_BACKEND))
             scripts[name] = (reveal_script(work, name, ids, 0), reveal_script(work, name, ids, args.think))
             wrk(ports[name], scripts[name][0], 2.0, 64)  # warm-up (pools, caches)
