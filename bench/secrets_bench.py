@@ -1,7 +1,7 @@
 """Secrets benchmark: create and reveal throughput on SQLite, PostgreSQL and Redis, side by side, and the
 200-concurrent-reveal race, in one run.
 
-    uv run python bench/secrets.py [--rounds 3] [--duration 6] [--think 1000] [--workers 1] [--server granian]
+    uv run python bench/secrets_bench.py [--rounds 3] [--duration 6] [--think 1000] [--workers 1] [--server granian]
                                   [--only sqlite postgres redis]
 
 Three Bastion servers run at once (one worker each, production mode, JSON access log to /dev/null), one
