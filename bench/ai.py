@@ -189,7 +189,7 @@ def main() -> None:
     cli(full_env, "users", "create", "--email", EMAIL, "--password-stdin", stdin="a benchmark password\n")
     key_out = cli(full_env, "keys", "create", "--user", EMAIL, "--name", "ai-bench", "--app", "bench")
     bastion_key = re.search(r"key: (bsk_\S+)", key_out).group(1)  # type: ignore[union-attr]
-    master = "sk-" + os.urandom(16).hex()  # not `secrets`: bench/secrets_bench.py shadows it here
+    master = "sk-" + os.urandom(16).hex()
 
     procs: dict[str, subprocess.Popen[bytes]] = {}
     plain_env = {k: v for k, v in os.environ.items() if not k.startswith("BASTION_")}
