@@ -139,7 +139,7 @@ def _serve_uvicorn(settings: Settings, factory: str) -> None:
 
     import uvicorn
 
-    from bastion.runner import DrainingServer, load_app
+    from bastion.runner import load_app, run_uvicorn
 
     opts = settings.server
     config = uvicorn.Config(
@@ -160,7 +160,7 @@ def _serve_uvicorn(settings: Settings, factory: str) -> None:
         # Its workers run uvicorn's own Server; load_app makes them drain on the signal all the same.
         Multiprocess(config, sockets=[config.bind_socket()]).run()
     else:
-        DrainingServer(config).run()
+        run_uvicorn(config)
 
 
 from bastion.identity import cli as identity_cli  # noqa: E402 - the module groups, registered last

@@ -13,18 +13,28 @@ import asyncio
 import signal
 import threading
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import uvicorn
+if TYPE_CHECKING:
+    import uvicorn
 
 
-class DrainingServer(uvicorn.Server):
-    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-        _begin_drain_all()
-        super().handle_exit(sig, frame)
-        # uvicorn re-raises the signal once it has shut down, so the process would die of SIGTERM
-        # (exit status -15) after a clean drain; for `bastion serve` a drained shutdown exits 0.
-        self._captured_signals.clear()
+def run_uvicorn(config: uvicorn.Config) -> None:
+    """Serve ``config`` in this process with a uvicorn server that drains on the signal.
+
+    uvicorn is imported here, not at the top: granian's workers import this module too, and need not
+    carry uvicorn (4 MB of resident memory) when it is not the server."""
+    import uvicorn
+
+    class DrainingServer(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+            _begin_drain_all()
+            super().handle_exit(sig, frame)
+            # uvicorn re-raises the signal once it has shut down, so the process would die of SIGTERM
+            # (exit status -15) after a clean drain; for `bastion serve` a drained shutdown exits 0.
+            self._captured_signals.clear()
+
+    DrainingServer(config).run()
 
 
 def load_app(target: str) -> Any:
