@@ -5,7 +5,7 @@
 Every app runs under the same server with one worker, on its own port, and is loaded by wrk
 (``-t1 -c64``) in interleaved rounds (A, B, C, A, B, C, ...) so that drift in the machine affects all
 of them alike; the median of the rounds is reported, with ratios against bare Litestar. Results go to
-``bench/results/http.json`` and are printed as a Markdown table for docs/benchmarks.md.
+``bench/results/http-<server>.json`` and are printed as a Markdown table for docs/benchmarks.md.
 
 Bastion runs in production mode with JSON access logs on (written to /dev/null) and rate limiting
 on, with the ``general`` tier raised so the load is never refused: the decision is still made (and,
