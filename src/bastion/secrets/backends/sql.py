@@ -159,9 +159,9 @@ class SqlBackend:
                     client: str | None) -> Claim | Refusal:
         params = {"secret_id": secret_id, "now": now_ms, "client": client}
         if self.one_statement_claims:
-            async with self._autocommit.connect() as conn:
-                row = await self._pg_claim(conn, self._pg_claims[passphrase_checked], secret_id, now_ms, client)
-                if row is None:
+            row = await self._pg_claim(self._pg_claims[passphrase_checked], secret_id, now_ms, client)
+            if row is None:
+                async with self._autocommit.connect() as conn:
                     return await _refusal(conn, params, passphrase_checked)
         else:
             async with self.db.engine.begin() as conn:
@@ -175,17 +175,21 @@ class SqlBackend:
         # (id, ciphertext, views_remaining, client_encrypted): an asyncpg Record or a SQLAlchemy Row
         return Claim(ciphertext=row[1], views_remaining=row[2], client_encrypted=bool(row[3]))
 
-    async def _pg_claim(self, conn: AsyncConnection, sql: str, secret_id: str, now_ms: int,
-                        client: str | None) -> Any:
-        """Run the one-statement claim on the driver. No transaction is open on the connection (SQLAlchemy
-        begins one lazily, at its first statement, and this one bypasses it), so asyncpg runs it in
-        autocommit: the claim is committed, durably, before its row is returned."""
-        pooled = await conn.get_raw_connection()
+    async def _pg_claim(self, sql: str, secret_id: str, now_ms: int, client: str | None) -> Any:
+        """Run the one-statement claim on a pooled connection's asyncpg driver, in autocommit (no
+        transaction is open on it), so the claim is committed, durably, before its row is returned.
+
+        The connection comes straight from the pool, without SQLAlchemy's ``Connection`` around it: building
+        and closing that wrapper cost about a tenth of a reveal's CPU. Returned to the pool, the connection
+        is reset as usual (a rollback, a no-op here since nothing was begun)."""
+        pooled = await self.db.engine.raw_connection()
         try:
             return await pooled.driver_connection.fetchrow(sql, secret_id, now_ms, client)  # type: ignore[union-attr]
         except self._pg_errors as exc:
-            await conn.invalidate(exc)
+            pooled.invalidate(exc)
             raise sa_exc.OperationalError(sql, None, exc, connection_invalidated=True) from exc
+        finally:
+            pooled.close()
 
     async def burn(self, secret_id: str, now_ms: int, *, client: str | None) -> bool:
         async with self.db.engine.begin() as conn:
