@@ -40,6 +40,7 @@ from bastion.core import metrics
 from bastion.core.db import unavailable
 from bastion.core.errors import AppError, DependencyUnavailable, Forbidden, ServiceUnavailable
 from bastion.core.logging import get_logger
+from bastion.core.passwords import Passwords
 from bastion.core.principal import Principal
 from bastion.core.ratelimit import Limiter, Tier
 from bastion.core.resilience import CircuitBreaker
@@ -70,7 +71,6 @@ from bastion.identity.errors import (
 )
 from bastion.identity.models import ApiKey, AuthSession, Invite, OAuthAccount, RefreshToken, User, utcnow
 from bastion.identity.oauth import OAuthProvider, ProviderTokens, ProviderUser
-from bastion.identity.passwords import Passwords
 from bastion.identity.schemas import AdminUserView, ApiKeyOut, InviteOut, UserProfile
 from bastion.identity.settings import IdentitySettings, PlanLimits
 

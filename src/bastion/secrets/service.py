@@ -28,8 +28,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Literal, TypeVar
 
-from argon2 import PasswordHasher
-from argon2.exceptions import InvalidHashError, VerificationError
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
@@ -37,6 +35,7 @@ from bastion.core import db, metrics
 from bastion.core.crypto import Keyring
 from bastion.core.errors import DependencyUnavailable, validation_errors
 from bastion.core.logging import get_logger
+from bastion.core.passwords import Passwords
 from bastion.core.resilience import Bulkhead, CircuitBreaker, SingleFlight
 from bastion.core.stores.base import Store, StoreUnavailable
 from bastion.secrets.backends.base import Claim, Event, Limits, LiveSecret, NewSecret, Receipt, Refusal, SecretBackend
@@ -112,12 +111,12 @@ class SecretsService:
         self.store = store
         self.settings = settings
         self.clock = clock
-        self.hasher = PasswordHasher(time_cost=settings.argon2_time_cost, memory_cost=settings.argon2_memory_kib,
-                                     parallelism=settings.argon2_parallelism)
         # argon2id is meant to be costly: bound how many run at once so a flood of wrong passphrases
-        # cannot take every core and argon2_memory_kib per attempt.
-        self.hashing = Bulkhead("argon2", max_concurrent=settings.argon2_max_concurrent, max_waiting=64,
-                                wait_timeout=2.0)
+        # cannot take every core and argon2_memory_kib per attempt (beyond 64 waiting, or 2 s: 503).
+        self.passwords = Passwords(
+            time_cost=settings.argon2_time_cost, memory_kib=settings.argon2_memory_kib,
+            parallelism=settings.argon2_parallelism,
+            gate=Bulkhead("argon2", max_concurrent=settings.argon2_max_concurrent, max_waiting=64, wait_timeout=2.0))
         self.breaker = CircuitBreaker(f"secrets-{backend.name}", failure_threshold=5, reset_timeout=5.0,
                                       is_failure=_is_outage)
         self.flight: SingleFlight[LiveSecret | None] = SingleFlight()
@@ -139,7 +138,7 @@ class SecretsService:
         if caller.owner_id is None and not self.settings.allow_anonymous:
             raise AnonymousCreateOff("Anonymous creation is turned off here; sign in or use an API key.")
         ttl, payload = self._validate(request, signed_in=caller.owner_id is not None)
-        passphrase_hash = await self._hash(request.passphrase) if request.passphrase is not None else None
+        passphrase_hash = await self.passwords.hash(request.passphrase) if request.passphrase is not None else None
         secret_id, delete_token = stdlib_secrets.token_urlsafe(16), stdlib_secrets.token_urlsafe(24)
         now = self.now_ms()
         record = NewSecret(
@@ -207,17 +206,6 @@ class SecretsService:
         return b"secret:" + secret_id.encode()
 
     # -- passphrases -------------------------------------------------------------------------------
-
-    async def _hash(self, passphrase: str) -> str:
-        async with self.hashing:
-            return await asyncio.to_thread(self.hasher.hash, passphrase)
-
-    async def _verify(self, passphrase_hash: str, passphrase: str) -> bool:
-        async with self.hashing:
-            try:
-                return await asyncio.to_thread(self.hasher.verify, passphrase_hash, passphrase)
-            except (VerificationError, InvalidHashError):
-                return False
 
     def _lock_key(self, secret_id: str, caller: Caller) -> str:
         return "secrets:lock:" + hashlib.sha256(f"{secret_id}\n{caller.rate_key}".encode()).hexdigest()
@@ -294,7 +282,7 @@ class SecretsService:
         found = await self._live(secret_id)
         if found is None:
             raise SecretNotFound
-        if found.passphrase_hash is not None and not await self._verify(found.passphrase_hash, passphrase):
+        if found.passphrase_hash is not None and not await self.passwords.verify(found.passphrase_hash, passphrase):
             await self._wrong_passphrase(lock)
 
     # -- the creator's view ------------------------------------------------------------------------
