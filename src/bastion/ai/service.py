@@ -169,12 +169,18 @@ class AiService:
                                            max_completion_tokens=min(request.max_completion_tokens, cap))
         return msgspec.structs.replace(request, model=target.model, max_tokens=min(request.max_tokens or cap, cap))
 
-    async def complete(self, request: ChatCompletionRequest, caller: Caller, *,
-                       message_chars: int | None = None) -> Result:
+    async def _admit(self, request: ChatCompletionRequest, caller: Caller,
+                     message_chars: int | None) -> tuple[str, list[Target]]:
+        """Checks every call makes before its first target: caps, the route, the caller's token budget."""
         self.check(request, message_chars)
         name, targets = self.route(request.model)
         if self.budget.enabled:
             await self.budget.check(caller.key)
+        return name, targets
+
+    async def complete(self, request: ChatCompletionRequest, caller: Caller, *,
+                       message_chars: int | None = None) -> Result:
+        name, targets = await self._admit(request, caller, message_chars)
         last: BaseException | None = None
         for index, target in enumerate(targets):
             if index:
@@ -203,10 +209,7 @@ class AiService:
     async def open_stream(self, request: ChatCompletionRequest, caller: Caller, *,
                           message_chars: int | None = None) -> ChatStream:
         """A stream whose upstream has answered 2xx; its pieces are read by iterating it."""
-        self.check(request, message_chars)
-        name, targets = self.route(request.model)
-        if self.budget.enabled:
-            await self.budget.check(caller.key)
+        name, targets = await self._admit(request, caller, message_chars)
         last: BaseException | None = None
         for index, target in enumerate(targets):
             if index:
