@@ -1,8 +1,13 @@
 """SQL database: SQLAlchemy 2 async on SQLite (aiosqlite, the embedded default) or PostgreSQL (asyncpg).
 
     db = Database.from_settings(settings)
-    async with db.session() as session, session.begin():
+    async with db.transaction() as session:      # a session in a transaction, committed on exit
         session.add(Thing(...))
+    async with db.begin() as conn:               # the same on a Core connection
+        await conn.execute(update(...))
+
+Write through ``transaction()`` / ``begin()``: on SQLite they also take the process's writer turn (see
+:class:`WriterTurn`); reads may use ``session()`` or ``engine.connect()`` freely.
 
 Modules declare tables on :class:`Base`. When the database cannot be reached, the error raised by
 SQLAlchemy is translated (see :func:`unavailable`) into a 503 ``DATABASE_UNAVAILABLE`` with
@@ -15,11 +20,11 @@ import asyncio
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, cast
 
 import sqlalchemy.exc as sa_exc
 from sqlalchemy import MetaData, event, text
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase
 
 from bastion.core.errors import DependencyUnavailable
@@ -42,10 +47,48 @@ class DatabaseUnavailable(DependencyUnavailable):
     code, title = "DATABASE_UNAVAILABLE", "The database is unavailable"
 
 
+class WriterTurn:
+    """SQLite admits one writer at a time. A second connection that wants the write lock while another holds
+    it does not queue: SQLite's busy handler puts it to sleep and retries, backing off 1, 2, 5, 10, 15, 20,
+    25 ... 100 ms, so under concurrent writes a request waits far longer than the writes ahead of it take
+    (measured on the secrets bench, 200 clients at 189 reveals/s: p99 58 ms with the busy handler, 9 ms
+    with this queue). Within one process, writers therefore take turns on an asyncio lock (FIFO, no
+    sleeping) before they begin; the busy handler remains for writers in other processes. The wait is
+    bounded by the pool timeout and answered like an exhausted pool: 503, the database is busy.
+
+    On PostgreSQL, whose row locks queue writers properly, the turn is a no-op."""
+
+    def __init__(self, enabled: bool, timeout: float) -> None:
+        self.enabled = enabled
+        self.timeout = timeout
+        self._lock: asyncio.Lock | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    @asynccontextmanager
+    async def __call__(self) -> AsyncIterator[None]:
+        if not self.enabled:
+            yield
+            return
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop:  # an asyncio.Lock belongs to one event loop (tests run several)
+            self._lock, self._loop = asyncio.Lock(), loop
+        lock = cast("asyncio.Lock", self._lock)
+        try:
+            async with asyncio.timeout(self.timeout):
+                await lock.acquire()
+        except TimeoutError:
+            raise DatabaseUnavailable("The database is busy.", retry_after=1) from None
+        try:
+            yield
+        finally:
+            lock.release()
+
+
 class Database:
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, *, write_timeout: float = 5.0) -> None:
         self.engine = engine
         self.sessionmaker = async_sessionmaker(engine, expire_on_commit=False)
+        self.writer_turn = WriterTurn(engine.dialect.name == "sqlite", write_timeout)
 
     @property
     def dialect(self) -> str:
@@ -54,12 +97,25 @@ class Database:
     @classmethod
     def from_settings(cls, settings: CoreSettings) -> Database:
         return cls(create_engine(settings.resolved_database_url, pool_size=settings.db_pool_size,
-                                 max_overflow=settings.db_max_overflow, timeout=settings.db_timeout_seconds))
+                                 max_overflow=settings.db_max_overflow, timeout=settings.db_timeout_seconds),
+                   write_timeout=settings.db_timeout_seconds)
 
     @asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:
         async with self.sessionmaker() as session:
             yield session
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncSession]:
+        """A session in a transaction that writes: committed on exit, rolled back if the block raises."""
+        async with self.writer_turn(), self.sessionmaker() as session, session.begin():
+            yield session
+
+    @asynccontextmanager
+    async def begin(self) -> AsyncIterator[AsyncConnection]:
+        """A Core connection in a transaction that writes (``engine.begin()`` with the writer turn)."""
+        async with self.writer_turn(), self.engine.begin() as conn:
+            yield conn
 
     async def ping(self, timeout: float = 2.0) -> None:  # noqa: ASYNC109 - a probe bounds itself
         async def probe() -> None:

@@ -322,7 +322,7 @@ class IdentityService:
                         display_name=name or candidate, avatar_url=avatar_url[:512] if avatar_url else None,
                         password_hash=hashed, role=role, plan=plan, disabled=False, created_at=utcnow())
             try:
-                async with self.platform.db.session() as session, session.begin():
+                async with self.platform.db.transaction() as session:
                     if invite is not None:
                         user.role = await self._claim_invite(session, invite, address, user.id)
                     session.add(user)
@@ -395,7 +395,7 @@ class IdentityService:
                                   retry_after=verdict.decision.retry_after)
 
     async def _set_password_hash(self, user_id: str, hashed: str) -> None:
-        async with self.platform.db.session() as session, session.begin():
+        async with self.platform.db.transaction() as session:
             await session.execute(update(User).where(User.id == user_id).values(password_hash=hashed))
 
     async def set_password(self, user_id: str, password: str) -> None:
@@ -450,7 +450,7 @@ class IdentityService:
         values: dict[str, Any] = {k: v for k, v in {"role": role, "plan": plan, "disabled": disabled}.items()
                                   if v is not None}
         if values:
-            async with self.platform.db.session() as session, session.begin():
+            async with self.platform.db.transaction() as session:
                 await session.execute(update(User).where(User.id == user_id).values(**values))
             await self.invalidate([f"u:{user_id}"])
             log.info("account updated", user_id=user_id, fields=sorted(values))
@@ -464,7 +464,7 @@ class IdentityService:
         token = tokens.new_opaque(tokens.INVITE_PREFIX)
         address = normalise_email(email) if email else None
         expires = utcnow() + dt.timedelta(days=days)
-        async with self.platform.db.session() as session, session.begin():
+        async with self.platform.db.transaction() as session:
             session.add(Invite(token_hash=tokens.digest(token), email=address, role=role, created_by=actor_id,
                                created_at=utcnow(), expires_at=expires))
         return InviteOut(token=token, email=address, role=role, expires_at=expires)
@@ -503,7 +503,7 @@ class IdentityService:
         refresh = tokens.new_opaque(tokens.REFRESH_PREFIX)
         expires = now + dt.timedelta(seconds=self.config.refresh_token_seconds)
         agent = clean_text(meta.user_agent or "", multiline=False)[:256] or None
-        async with self.platform.db.session() as session, session.begin():
+        async with self.platform.db.transaction() as session:
             session.add(AuthSession(id=session_id, user_id=user.id, method=method, client=meta.client[:64] or None,
                                     user_agent=agent, created_at=now, last_used_at=now, expires_at=expires))
             session.add(RefreshToken(token_hash=tokens.digest(refresh), session_id=session_id, issued_at=now))
@@ -524,7 +524,7 @@ class IdentityService:
         digest = tokens.digest(token)
         reused: str | None = None
         rotated: tuple[AuthSession, User, str] | None = None
-        async with self.platform.db.session() as session, session.begin():
+        async with self.platform.db.transaction() as session:
             spent = await session.execute(
                 update(RefreshToken).where(RefreshToken.token_hash == digest, RefreshToken.used_at.is_(None))
                 .values(used_at=now).returning(RefreshToken.session_id))
@@ -569,14 +569,14 @@ class IdentityService:
         return found
 
     async def revoke_session(self, session_id: str, *, reason: str) -> None:
-        async with self.platform.db.session() as session, session.begin():
+        async with self.platform.db.transaction() as session:
             await session.execute(update(AuthSession).where(AuthSession.id == session_id,
                                                             AuthSession.revoked_at.is_(None))
                                   .values(revoked_at=utcnow(), revoked_reason=reason))
         await self.invalidate([f"s:{session_id}"])
 
     async def revoke_user_sessions(self, user_id: str, *, reason: str) -> None:
-        async with self.platform.db.session() as session, session.begin():
+        async with self.platform.db.transaction() as session:
             await session.execute(update(AuthSession).where(AuthSession.user_id == user_id,
                                                             AuthSession.revoked_at.is_(None))
                                   .values(revoked_at=utcnow(), revoked_reason=reason))
@@ -620,7 +620,7 @@ class IdentityService:
             raise InvalidAccountData("name", "Give the key a name.")
         user = await self.get_user(user_id)
         now = utcnow()
-        async with self.platform.db.session() as session, session.begin():
+        async with self.platform.db.transaction() as session:
             live = await session.scalar(select(func.count()).select_from(ApiKey).where(
                 ApiKey.user_id == user_id, ApiKey.revoked_at.is_(None),
                 (ApiKey.expires_at.is_(None)) | (ApiKey.expires_at > now)))
@@ -646,7 +646,7 @@ class IdentityService:
     async def revoke_api_key(self, key_id: str, *, actor: Principal | None) -> None:
         """Revoke a key of the caller's (any key for the owner, an admin, or ``actor=None``: the CLI). Takes
         effect on every instance before this returns (see bus.py)."""
-        async with self.platform.db.session() as session, session.begin():
+        async with self.platform.db.transaction() as session:
             query = update(ApiKey).where(ApiKey.id == key_id, ApiKey.revoked_at.is_(None))
             if actor is not None and not actor.has_role("owner", "admin"):
                 query = query.where(ApiKey.user_id == owner_of(actor))
@@ -736,7 +736,7 @@ class IdentityService:
         if not keys and not users:
             return
         try:
-            async with self.platform.db.session() as session, session.begin():
+            async with self.platform.db.transaction() as session:
                 if keys:  # ORM bulk UPDATE by primary key: one executemany per table
                     await session.execute(update(ApiKey), [{"id": k, "last_used_at": _stamp(t)}
                                                            for k, t in keys.items()])
@@ -752,7 +752,7 @@ class IdentityService:
         now = utcnow()
         ended = ((AuthSession.expires_at < now - dt.timedelta(days=1))
                  | (AuthSession.revoked_at < now - dt.timedelta(days=7)))
-        async with self.platform.db.session() as session, session.begin():
+        async with self.platform.db.transaction() as session:
             await session.execute(delete(RefreshToken).where(
                 RefreshToken.session_id.in_(select(AuthSession.id).where(ended))))
             gone = await session.execute(delete(AuthSession).where(ended).returning(AuthSession.id))
@@ -863,7 +863,7 @@ class IdentityService:
                              provider_tokens: ProviderTokens) -> None:
         keyring = self.platform.keyring
         now = utcnow()
-        async with self.platform.db.session() as session, session.begin():
+        async with self.platform.db.transaction() as session:
             if account is None:
                 account = OAuthAccount(id=secrets.token_hex(16), user_id=user_id, provider=name,
                                        subject=info.subject[:255], created_at=now)

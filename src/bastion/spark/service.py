@@ -122,13 +122,13 @@ class KvService:
             statement = statement.on_conflict_do_update(
                 index_elements=_PRIMARY_KEY,
                 set_={"value": statement.excluded.value, "updated_at": statement.excluded.updated_at})
-        async with self.db.session() as session, session.begin():
+        async with self.db.transaction() as session:
             result = await session.execute(statement)
         return bool(getattr(result, "rowcount", 1))
 
     async def delete(self, space: Namespace, key: str) -> None:
         self.check_key(key)
-        async with self.db.session() as session, session.begin():
+        async with self.db.transaction() as session:
             await session.execute(delete(KvEntry).where(
                 KvEntry.app == space.app, KvEntry.collection == space.collection, KvEntry.key == key))
 

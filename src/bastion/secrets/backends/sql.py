@@ -130,7 +130,7 @@ class SqlBackend:
 
     async def create(self, secret: NewSecret, limits: Limits) -> None:
         size = len(secret.ciphertext)
-        async with self.db.engine.begin() as conn:
+        async with self.db.begin() as conn:
             reserved = await conn.execute(RESERVE, {"size": size, "cap": limits.max_total_bytes})
             if reserved.first() is None:
                 raise StorageFull("Secret storage is full; try again later.", retry_after=60)
@@ -164,7 +164,7 @@ class SqlBackend:
                 async with self._autocommit.connect() as conn:
                     return await _refusal(conn, params, passphrase_checked)
         else:
-            async with self.db.engine.begin() as conn:
+            async with self.db.begin() as conn:
                 row = (await conn.execute(self._claims[passphrase_checked], params)).first()
                 if row is None:
                     return await _refusal(conn, params, passphrase_checked)
@@ -192,7 +192,7 @@ class SqlBackend:
             pooled.close()
 
     async def burn(self, secret_id: str, now_ms: int, *, client: str | None) -> bool:
-        async with self.db.engine.begin() as conn:
+        async with self.db.begin() as conn:
             if (await conn.execute(BURN, {"secret_id": secret_id, "now": now_ms})).first() is None:
                 return False
             await conn.execute(INSERT_EVENT, {"secret_id": secret_id, "kind": "burned", "at_ms": now_ms,
@@ -224,16 +224,16 @@ class SqlBackend:
         return [_meta(row) for row in rows]
 
     async def purge(self, now_ms: int, retention_ms: int) -> int:
-        async with self.db.engine.begin() as conn:
+        async with self.db.begin() as conn:
             dropped = (await conn.execute(
                 update(SECRETS).where(_S.expires_at_ms <= now_ms, _S.ciphertext.is_not(None))
                 .values(ciphertext=None))).rowcount
         cutoff = now_ms - retention_ms
-        async with self.db.engine.begin() as conn:
+        async with self.db.begin() as conn:
             await conn.execute(delete(EVENTS).where(
                 EVENTS.c.secret_id.in_(select(_S.id).where(_S.expires_at_ms <= cutoff))))
             await conn.execute(delete(SECRETS).where(_S.expires_at_ms <= cutoff))
-        async with self.db.engine.begin() as conn:
+        async with self.db.begin() as conn:
             # Lock the usage row first (a no-op write), so that the sum read next sees every create that
             # reserved bytes before us and none can slip in between the sum and the write.
             await conn.execute(update(USAGE).where(USAGE.c.id == 1).values(bytes=USAGE.c.bytes))
