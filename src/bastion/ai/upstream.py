@@ -18,10 +18,9 @@ Failures are translated into the gateway's public errors by :func:`public_error`
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import TypeVar
-
-import aiohttp
+from typing import Any, TypeVar
 
 from bastion.ai.errors import ProviderError, ProviderRateLimited, ProviderRejected, ProviderTimeout, ProviderUnavailable
 from bastion.ai.providers.base import (
@@ -42,11 +41,20 @@ from bastion.core.resilience import Bulkhead, CircuitBreaker, retrying
 T = TypeVar("T")
 
 
+def _aiohttp() -> Any:
+    """aiohttp if a network provider has loaded it (with its first session), else None: before that, no
+    exception can be one of aiohttp's, and the local-only gateway need not import it to find that out."""
+    return sys.modules.get("aiohttp")
+
+
 def counts_as_failure(exc: BaseException) -> bool:
     """Whether ``exc`` says the upstream is unhealthy (for the circuit breaker)."""
     if isinstance(exc, UpstreamStatus):
         return exc.status == 429 or exc.status >= 500
-    return isinstance(exc, aiohttp.ClientError | TimeoutError | UpstreamBroken | UpstreamInvalid | UpstreamStreamError)
+    aiohttp = _aiohttp()
+    if aiohttp is not None and isinstance(exc, aiohttp.ClientError):
+        return True
+    return isinstance(exc, TimeoutError | UpstreamBroken | UpstreamInvalid | UpstreamStreamError)
 
 
 def can_fall_back(exc: BaseException) -> bool:
@@ -141,9 +149,10 @@ class Upstream:
         aiohttp's connection errors reach here only from before the response (a drop after it is
         ``UpstreamBroken``); a read timeout (a ``TimeoutError`` too) is not retried: the upstream may be
         working on the request."""
-        if isinstance(exc, aiohttp.ConnectionTimeoutError):
+        aiohttp = _aiohttp()
+        if aiohttp is not None and isinstance(exc, aiohttp.ConnectionTimeoutError):
             return True
-        if isinstance(exc, aiohttp.ClientConnectionError) and not isinstance(exc, TimeoutError):
+        if aiohttp is not None and isinstance(exc, aiohttp.ClientConnectionError) and not isinstance(exc, TimeoutError):
             return True
         if isinstance(exc, UpstreamStatus):
             if exc.status >= 500:

@@ -16,12 +16,15 @@ from __future__ import annotations
 import email.utils
 import time
 from collections.abc import AsyncIterator, Mapping
-from typing import Protocol
-
-import aiohttp
+from typing import TYPE_CHECKING, Protocol
 
 from bastion.ai.schemas import ChatCompletionRequest
 from bastion.ai.settings import ProviderSettings
+
+if TYPE_CHECKING:
+    # aiohttp is imported with the first network session (see HttpSessions.get): a gateway that only runs
+    # the local provider, as the embedded default does, does not carry it (about 4 MB of resident memory).
+    import aiohttp
 
 MAX_ERROR_BODY = 65_536
 MAX_ANSWER_BYTES = 8 * 1_048_576
@@ -120,6 +123,8 @@ class HttpSessions:
     def get(self, name: str, settings: ProviderSettings) -> aiohttp.ClientSession:
         session = self._sessions.get(name)
         if session is None or session.closed:
+            import aiohttp
+
             connector = aiohttp.TCPConnector(limit=settings.max_concurrent, limit_per_host=0,
                                              keepalive_timeout=30.0, ttl_dns_cache=60)
             # No total timeout here: the gateway bounds a whole call itself (streams may run long);
@@ -174,6 +179,8 @@ class Sender:
         response = await self.sessions.get(self.name, self.settings).post(url, data=body, headers=headers)
         if response.status < 300:
             return response
+        import aiohttp  # loaded already: the session above is aiohttp's
+
         try:
             await response.content.read(MAX_ERROR_BODY)
         except (aiohttp.ClientError, TimeoutError):
