@@ -103,11 +103,18 @@ async def principal(request: Request[Any, Any, Any]) -> Response[dict[str, Any]]
     return Response({"principal": ctx.principal.rate_key if ctx.principal else None, "client": ctx.client})
 
 
+@get("/t/loop")
+async def event_loop() -> dict[str, str]:
+    """The class of the event loop serving this request (``uvloop.Loop`` or the standard library's)."""
+    loop = asyncio.get_running_loop()
+    return {"loop": f"{type(loop).__module__}.{type(loop).__name__}"}
+
+
 def routes_module(_platform: Platform, _settings: Settings) -> ModuleParts:
     return ModuleParts(
         name="test",
         route_handlers=[slow, echo, text_body, big, db_probe, boom, conflict, idem, idem_fail, stream, principal,
-                        auth_probe],
+                        auth_probe, event_loop],
         route_groups=[
             RouteGroup("/t/text", RoutePolicy(media_types=("text/plain",))),
             RouteGroup("/t/big", RoutePolicy(max_body_bytes=4 * 1024 * 1024, media_types=())),

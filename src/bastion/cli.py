@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import os
 import shutil
@@ -74,11 +75,14 @@ def new_master_key() -> None:
 @click.option("--port", type=int, default=None, help="Port to bind (default 8000).")
 @click.option("--workers", type=int, default=None, help="Worker processes (default 1).")
 @click.option("--server", type=click.Choice(["granian", "uvicorn"]), default=None, help="HTTP server.")
+@click.option("--loop", type=click.Choice(["uvloop", "asyncio"]), default=None,
+              help="Event loop of the workers (default uvloop).")
 @click.option("--app", "factory", default="bastion.app:create_app", show_default=True,
               help="Factory that builds the app (to serve Bastion composed with your own modules).")
-def serve(host: str | None, port: int | None, workers: int | None, server: str | None, factory: str) -> None:
+def serve(host: str | None, port: int | None, workers: int | None, server: str | None, loop: str | None,
+          factory: str) -> None:
     """Serve Bastion (the embedded default needs nothing else installed)."""
-    settings = load_settings(host=host, port=port, workers=workers, server=server)
+    settings = load_settings(host=host, port=port, workers=workers, server=server, loop=loop)
     problems = settings.problems()
     for problem in problems:
         click.echo(str(problem), err=True)
@@ -94,8 +98,12 @@ def serve(host: str | None, port: int | None, workers: int | None, server: str |
     opts = settings.server
     if opts.workers > 1:
         _prepare_multiprocess_metrics(settings)
-    click.echo(f"Bastion serving on http://{opts.host}:{opts.port} ({opts.server}, {opts.workers} worker(s), "
-               f"{settings.env})", err=True)
+    if opts.loop == "uvloop" and importlib.util.find_spec("uvloop") is None:
+        click.echo("uvloop is not installed here; serving on the asyncio loop", err=True)
+        settings = settings.model_copy(update={"server": opts.model_copy(update={"loop": "asyncio"})})
+        opts = settings.server
+    click.echo(f"Bastion serving on http://{opts.host}:{opts.port} ({opts.server}, {opts.loop}, "
+               f"{opts.workers} worker(s), {settings.env})", err=True)
     if opts.server == "granian":
         _serve_granian(settings, factory)
     else:
@@ -126,7 +134,7 @@ def _serve_granian(settings: Settings, factory: str) -> None:
         factory=True,
         http=HTTPModes.http1,
         websockets=False,
-        loop=Loops.asyncio,
+        loop=Loops.uvloop if opts.loop == "uvloop" else Loops.asyncio,
         log_access=False,
         backlog=2048,
         respawn_failed_workers=True,
@@ -150,6 +158,7 @@ def _serve_uvicorn(settings: Settings, factory: str) -> None:
         workers=opts.workers,
         server_header=False,
         access_log=False,
+        loop=opts.loop,
         log_config=None,
         lifespan="on",
         timeout_graceful_shutdown=math.ceil(settings.shutdown_grace_seconds),

@@ -8,9 +8,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
-from tests.process.conftest import ROOT, bastion, free_port, server_env
+from tests.process.conftest import ROOT, bastion, free_port, serve_command, server_env
 
 pytestmark = pytest.mark.slow
 
@@ -120,3 +121,19 @@ def test_readme_serve_command_answers_ready_on_the_embedded_default(tmp_path: Pa
     server.proc.send_signal(signal.SIGTERM)
     assert server.wait_exit(timeout=40) == 0, server.output()[-3000:]
 
+
+
+@pytest.mark.parametrize(("server", "option", "expected"), [
+    ("granian", (), "uvloop.Loop"),
+    ("granian", ("--loop", "asyncio"), "asyncio.unix_events._UnixSelectorEventLoop"),
+    ("uvicorn", (), "uvloop.Loop"),
+    ("uvicorn", ("--loop", "asyncio"), "asyncio.unix_events._UnixSelectorEventLoop"),
+])
+def test_serve_runs_the_workers_on_the_chosen_event_loop(tmp_path: Path, start_server: Any, server: str,
+                                                         option: tuple[str, ...], expected: str) -> None:
+    port = free_port()
+    started = start_server(serve_command("--server", server, "--port", str(port), *option), env=_env(tmp_path),
+                           port=port, name=f"loop-{server}")
+    started.wait_ready()
+    assert httpx.get(f"{started.base_url}/t/loop", timeout=5).json() == {"loop": expected}
+    assert f"({server}, {expected.split('.')[0]}," in started.output()  # the banner names the loop
