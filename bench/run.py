@@ -1,11 +1,15 @@
 """Side-by-side HTTP benchmark: Bastion's full edge against bare frameworks and the peer stacks.
 
     uv run --group bench python bench/run.py [--duration 8] [--rounds 3] [--only NAME ...] [--server granian]
+                                             [--loop asyncio|uvloop]
 
 Every app runs under the same server with one worker, on its own port, and is loaded by wrk
 (``-t1 -c64``) in interleaved rounds (A, B, C, A, B, C, ...) so that drift in the machine affects all
-of them alike; the median of the rounds is reported, with ratios against bare Litestar. Results go to
-``bench/results/http-<server>.json`` and are printed as a Markdown table for docs/benchmarks.md.
+of them alike; the median of the rounds is reported, with ratios against bare Litestar. Every app runs on
+the same event loop (``--loop``, asyncio by default, as the peers' figures in DESIGN.md were taken).
+``litestar-bare+headers`` is bare Litestar sending Bastion's response headers and doing nothing else: the
+most Bastion could reach while sending them. Results go to ``bench/results/http-<server>[-uvloop].json``
+and are printed as a Markdown table for docs/benchmarks.md.
 
 Bastion runs in production mode with JSON access logs on (written to /dev/null) and rate limiting
 on, with the ``general`` tier raised so the load is never refused: the decision is still made (and,
@@ -67,22 +71,24 @@ def apps(data_dir: str) -> list[App]:
         App("bastion", "bastion_hello:app", APPS_DIR, env=bastion_env(data_dir + "/mem", redis=False)),
         App("bastion-redis", "bastion_hello:app", APPS_DIR, env=bastion_env(data_dir + "/redis", redis=True)),
         App("litestar-bare", "litestar_bare:app", PEERS),
+        # bare Litestar sending Bastion's 21 response headers, doing none of the work: the ceiling
+        App("litestar-bare+headers", "litestar_headers:app", APPS_DIR),
         App("starlette-bare", "starlette_bare:app", PEERS),
         App("fastapi-stack", "fastapi_stack:app", PEERS),
         App("litestar-stack", "litestar_stack:app", PEERS),
     ]
 
 
-def start(app: App, port: int, server: str) -> subprocess.Popen[bytes]:
+def start(app: App, port: int, server: str, loop: str = "asyncio") -> subprocess.Popen[bytes]:
     python = sys.executable
     if server == "granian":
         cmd = [python, "-m", "granian", "--interface", "asgi", app.target, "--host", "127.0.0.1",
                "--port", str(port), "--workers", "1", "--no-ws", "--log-level", "warning",
-               "--http", "1", "--loop", "asyncio"]
+               "--http", "1", "--loop", loop]
     else:
         cmd = [python, "-m", "uvicorn", app.target, "--host", "127.0.0.1", "--port", str(port),
-               "--workers", "1", "--log-level", "warning", "--no-access-log", "--no-server-header"]
-    env = dict(os.environ, **app.env, PYTHONPATH=f"{app.directory}:{ROOT / 'src'}")
+               "--workers", "1", "--log-level", "warning", "--no-access-log", "--no-server-header", "--loop", loop]
+    env = dict(os.environ, **app.env, PYTHONPATH=f"{app.directory}:{PEERS}:{ROOT / 'src'}")
     return subprocess.Popen(cmd, cwd=app.directory, env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)
 
@@ -142,6 +148,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--server", choices=["granian", "uvicorn"], default="granian")
     parser.add_argument("--only", nargs="*")
+    parser.add_argument("--loop", choices=["asyncio", "uvloop"], default="asyncio")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk is needed (apt-get install wrk)")
@@ -152,7 +159,7 @@ def main() -> None:
     results: dict[str, list[dict[str, float]]] = {app.name: [] for app in selected}
     try:
         for app in selected:
-            procs[app.name] = start(app, ports[app.name], args.server)
+            procs[app.name] = start(app, ports[app.name], args.server, args.loop)
         for app in selected:
             wait_ready(ports[app.name], app.path)
             wrk(ports[app.name], app.path, 2.0)  # warm-up
@@ -175,9 +182,11 @@ def main() -> None:
                              "rss_mb_after": round(memory[app.name], 1)}
     base = summary.get("litestar-bare", {}).get("rps")
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"http-{args.server}.json").write_text(json.dumps(
-        {"server": args.server, "duration": args.duration, "rounds": args.rounds, "apps": summary}, indent=2))
-    print(f"| app ({args.server}, 1 worker, wrk -t1 -c64) | req/s (median of {args.rounds}) | "
+    suffix = "" if args.loop == "asyncio" else f"-{args.loop}"
+    (RESULTS / f"http-{args.server}{suffix}.json").write_text(json.dumps(
+        {"server": args.server, "loop": args.loop, "duration": args.duration, "rounds": args.rounds,
+         "apps": summary}, indent=2))
+    print(f"| app ({args.server}, {args.loop}, 1 worker, wrk -t1 -c64) | req/s (median of {args.rounds}) | "
           "× bare Litestar | p99 ms | non-2xx | worker RSS MB |")
     print("|---|---|---|---|---|---|")
     for name, row in summary.items():
