@@ -93,6 +93,16 @@ async def _write_then_fail(db: Database) -> None:
         raise RuntimeError("boom")
 
 
+async def test_sqlite_commits_reach_the_disk_before_they_return(tmp_path: Path) -> None:
+    db = await _sqlite(tmp_path / "db.sqlite")
+    try:
+        async with db.engine.connect() as conn:
+            assert await conn.scalar(text("PRAGMA journal_mode")) == "wal"
+            assert await conn.scalar(text("PRAGMA synchronous")) == 2  # FULL: the WAL is synced on each commit
+    finally:
+        await db.close()
+
+
 async def test_postgresql_writers_do_not_queue_in_the_process(postgres_url: str) -> None:
     db = Database(create_engine(postgres_url), write_timeout=0.1)
     try:

@@ -169,8 +169,11 @@ def _ping_idle_connections(engine: AsyncEngine, idle_seconds: float = PING_AFTER
 def create_engine(url: str, *, pool_size: int = 10, max_overflow: int = 10, timeout: float = 5.0) -> AsyncEngine:
     kwargs: dict[str, Any] = {}
     if url.startswith("sqlite"):
-        # SQLite: one file, WAL so readers never block the writer, and a busy timeout so concurrent
-        # writers queue instead of failing with "database is locked".
+        # SQLite: one file, WAL so readers never block the writer, and a busy timeout so writers in other
+        # processes queue instead of failing with "database is locked". synchronous=FULL: every commit
+        # is on disk before it returns. (NORMAL, usual with WAL, can lose the last commits on a power
+        # cut: an accepted secret, or a view already claimed, which would then be revealed again.
+        # FULL cost nothing measurable on the secrets bench: 327 vs 318 creates/s, 476 vs 479 reveals/s.)
         kwargs["connect_args"] = {"timeout": 30}
         engine = create_async_engine(url, **kwargs)
 
@@ -178,7 +181,7 @@ def create_engine(url: str, *, pool_size: int = 10, max_overflow: int = 10, time
         def _pragmas(dbapi_connection: Any, _record: Any) -> None:
             cursor = dbapi_connection.cursor()
             cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute("PRAGMA synchronous=FULL")
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.execute("PRAGMA busy_timeout=30000")
             cursor.close()
