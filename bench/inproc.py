@@ -1,6 +1,13 @@
 """In-process per-request cost of an ASGI app (no server, no sockets): a profiling aid for the edge.
 
-    uv run python bench/inproc.py bench.apps.bastion_hello:app [--profile]
+    cd bench/apps && PYTHONPATH=.:../../../shared/peers uv run python ../inproc.py bastion_hello:app \
+        [--profile | --layers]
+
+``--layers`` (a Bastion app) times the request entering at each stage of the edge in turn, from the outermost
+(request context) to Litestar itself, so that the difference between two lines is what that stage costs.
+Stages below the context one get a fresh request context each time, as the context stage would make. Set
+the ``BASTION_*`` variables as bench/run.py does (production, JSON log) and send stdout to /dev/null, or the
+development console log is what gets measured.
 """
 
 from __future__ import annotations
@@ -55,9 +62,42 @@ async def run(app, n: int) -> float:
     return elapsed / n * 1e6
 
 
+class Entering:
+    """Requests enter ``stage`` (part of ``app``'s edge) directly; the lifespan still goes to ``app``."""
+
+    def __init__(self, app, stage) -> None:
+        self.app, self.stage = app, stage
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "lifespan":
+            return await self.app(scope, receive, send)
+        from bastion.core.edge.asgi import CONTEXT_KEY, RequestContext
+
+        scope[CONTEXT_KEY] = RequestContext("0" * 22, time.perf_counter(), "127.0.0.1", "127.0.0.1",
+                                            host=b"127.0.0.1:8000")
+        return await self.stage(scope, receive, send)
+
+
+def layers(app, n: int) -> None:
+    stages, stage = [], app._asgi
+    while stage is not None:
+        stages.append(stage)
+        stage = getattr(stage, "app", None)
+
+    async def each() -> None:
+        for i, stage in enumerate(stages):
+            us = await run(app if i == 0 else Entering(app, stage), n)
+            print(f"{type(stage).__name__:28s} {us:6.1f} us/request", file=sys.stderr)
+
+    asyncio.run(each())
+
+
 def main() -> None:
     app = load(sys.argv[1])
     n = 20000
+    if "--layers" in sys.argv:
+        layers(app, n)
+        return
     if "--profile" in sys.argv:
         prof = cProfile.Profile()
         prof.enable()
