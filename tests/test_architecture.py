@@ -47,3 +47,19 @@ def test_middleware_never_uses_base_http_middleware():
     """The edge is pure ASGI: BaseHTTPMiddleware is never used anywhere."""
     uses = [str(p.relative_to(SRC)) for p in SRC.rglob("*.py") if "BaseHTTPMiddleware" in p.read_text()]
     assert uses == []
+
+
+def test_write_transactions_begin_through_the_database():
+    """Outside core/db.py nothing calls ``.begin()`` itself (``engine.begin()``, ``session.begin()``): writes
+    go through ``Database.begin()`` / ``transaction()``, which take SQLite's writer turn. The PostgreSQL-only
+    revocation bus is the one exception."""
+    exempt = {Path("core/db.py"), Path("identity/bus.py")}
+    offenders = []
+    for path in SRC.rglob("*.py"):
+        if path.relative_to(SRC) in exempt or "migrations" in path.parts:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "begin"
+                    and not (isinstance(node.func.value, ast.Attribute) and node.func.value.attr == "db")):
+                offenders.append(f"{path.relative_to(SRC)}:{node.lineno}")
+    assert offenders == []
