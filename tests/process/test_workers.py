@@ -26,7 +26,9 @@ from bastion.core.metrics import archive_dead_workers
 from tests.process.conftest import free_port, serve_command, server_env
 
 SERIES = 'bastion_http_requests_total{method="GET",route="/t/slow",status_class="2xx"}'
-FIRST_BATCH = 200
+FIRST_BATCH = 200  # at least; more, in chunks, until each worker has served some (see the fixture)
+CHUNK = 25
+MAX_FIRST = 2000
 SECOND_BATCH = 50
 DEAD_PID = 2**31 - 7  # far above any pid_max: no such process
 # the key the live counter writes (prometheus_client drops "_total" from the metric's own name)
@@ -82,6 +84,7 @@ def _workers(main_pid: int) -> set[int]:
 @dataclass
 class Workers:
     statuses: list[int] = field(default_factory=list)
+    first_total: int = 0
     workers_seen: set[int] = field(default_factory=set)
     first_scrapes: list[float] = field(default_factory=list)
     dead_pid: int = 0
@@ -109,8 +112,14 @@ def workers(request: pytest.FixtureRequest, start_server: Any, module_tmp: Path)
         assert time.monotonic() < deadline, server.output()[-3000:]
         time.sleep(0.1)
 
-    seen.statuses = asyncio.run(_send(server.base_url, FIRST_BATCH))
-    seen.first_scrapes = _scrape_until(server.base_url, FIRST_BATCH)
+    # The kernel hands new connections to whichever worker accepts first, and one worker can take a whole
+    # batch (seen with uvicorn's workers): send until each worker has served part of it.
+    pids = _workers(server.pid)
+    while seen.first_total < FIRST_BATCH or not all(_served(seen.metrics_dir, pid) for pid in pids):
+        assert seen.first_total < MAX_FIRST, f"one worker served all of {seen.first_total} requests"
+        seen.statuses += asyncio.run(_send(server.base_url, CHUNK))
+        seen.first_total += CHUNK
+    seen.first_scrapes = _scrape_until(server.base_url, seen.first_total)
     seen.first_scrapes += [_scrape(server.base_url)[0] for _ in range(8)]
     seen.workers_seen = {int(pid) for pid in re.findall(r'bastion_process_rss_bytes\{pid="(\d+)"\}',
                                                          _scrape(server.base_url)[1])}
@@ -118,8 +127,7 @@ def workers(request: pytest.FixtureRequest, start_server: Any, module_tmp: Path)
     before = _workers(server.pid)
     seen.dead_pid = min(before)
     seen.dead_files_before = sorted(p.name for p in seen.metrics_dir.glob(f"*_{seen.dead_pid}.db"))
-    counter_file = seen.metrics_dir / f"counter_{seen.dead_pid}.db"
-    seen.dead_worker_count = _values(counter_file).get(METRIC_KEY, 0.0) if counter_file.exists() else 0.0
+    seen.dead_worker_count = _served(seen.metrics_dir, seen.dead_pid)
     os.kill(seen.dead_pid, signal.SIGKILL)
     deadline = time.monotonic() + 60
     while True:  # scrape (any live worker answers) until the replacement worker is up
@@ -134,9 +142,9 @@ def workers(request: pytest.FixtureRequest, start_server: Any, module_tmp: Path)
     seen.dead_files_after = sorted(p.name for p in seen.metrics_dir.glob(f"*_{seen.dead_pid}.db"))
 
     seen.statuses += asyncio.run(_send(server.base_url, SECOND_BATCH))
-    seen.final_scrapes = _scrape_until(server.base_url, FIRST_BATCH + SECOND_BATCH)
+    seen.final_scrapes = _scrape_until(server.base_url, seen.first_total + SECOND_BATCH)
     seen.final_scrapes += [_scrape(server.base_url)[0] for _ in range(8)]
-    print(f"\nworker {seen.dead_pid} had served {seen.dead_worker_count:.0f} of {FIRST_BATCH}; scrapes after "
+    print(f"\nworker {seen.dead_pid} had served {seen.dead_worker_count:.0f} of {seen.first_total}; scrapes after "
           f"the kill: {seen.scrapes_after_kill}")
     return seen
 
@@ -144,7 +152,7 @@ def workers(request: pytest.FixtureRequest, start_server: Any, module_tmp: Path)
 @pytest.mark.slow
 def test_every_request_is_served(workers: Workers) -> None:
     """All requests sent to the two workers answer 200 (none rate-limited or dropped)."""
-    assert workers.statuses == [200] * (FIRST_BATCH + SECOND_BATCH)
+    assert workers.statuses == [200] * (workers.first_total + SECOND_BATCH)
 
 
 @pytest.mark.slow
@@ -156,15 +164,16 @@ def test_both_workers_report_into_one_exposition(workers: Workers) -> None:
 @pytest.mark.slow
 def test_request_counter_is_summed_across_workers(workers: Workers) -> None:
     """Every scrape, whichever worker answers it, counts all the requests served by both workers."""
-    assert workers.first_scrapes[-9:] == [FIRST_BATCH] * 9, workers.first_scrapes
+    assert workers.first_scrapes[-9:] == [workers.first_total] * 9, workers.first_scrapes
 
 
 @pytest.mark.slow
 def test_counter_never_goes_backwards_when_a_worker_dies(workers: Workers) -> None:
     """After one worker is SIGKILLed and replaced, the total for the route stays where it was."""
-    assert 0 < workers.dead_worker_count < FIRST_BATCH, "the killed worker must have served part of the batch"
+    assert 0 < workers.dead_worker_count < workers.first_total, "the killed worker must have served part of the batch"
     assert workers.scrapes_after_kill, "no scrape after the kill"
-    assert workers.scrapes_after_kill == [FIRST_BATCH] * len(workers.scrapes_after_kill), workers.scrapes_after_kill
+    assert workers.scrapes_after_kill == [workers.first_total] * len(workers.scrapes_after_kill), \
+        workers.scrapes_after_kill
 
 
 @pytest.mark.slow
@@ -178,7 +187,7 @@ def test_dead_worker_files_are_removed_after_a_scrape(workers: Workers) -> None:
 @pytest.mark.slow
 def test_counter_keeps_summing_after_a_worker_is_replaced(workers: Workers) -> None:
     """Requests served after the replacement add to the archived total."""
-    assert workers.final_scrapes[-9:] == [FIRST_BATCH + SECOND_BATCH] * 9, workers.final_scrapes
+    assert workers.final_scrapes[-9:] == [workers.first_total + SECOND_BATCH] * 9, workers.final_scrapes
 
 
 def _write(path: Path, key: str, value: float) -> None:
@@ -191,6 +200,12 @@ def _write(path: Path, key: str, value: float) -> None:
 
 def _values(path: Path) -> dict[str, float]:
     return {key: value for key, value, _, _ in MmapedDict.read_all_values_from_file(str(path))}
+
+
+def _served(metrics_dir: Path, pid: int) -> float:
+    """How many requests to the route the worker ``pid`` has counted in its own counter file."""
+    path = metrics_dir / f"counter_{pid}.db"
+    return _values(path).get(METRIC_KEY, 0.0) if path.exists() else 0.0
 
 
 def test_archive_folds_a_dead_workers_counter_into_the_sum(tmp_path: Path) -> None:
