@@ -6,17 +6,20 @@ queue, and each re-checks the condition, so exactly as many succeed as there wer
 takes the last view nulls the ciphertext atomically with it, and the "viewed" event is written with it:
 on PostgreSQL all in one statement, on SQLite in one transaction of three.
 
-Creates first reserve their bytes on the one ``secrets_usage`` row (a conditional increment). That
-statement also serialises creates, so the live-secret count read next is exact and both caps hold
-exactly. Bytes are given back when the purge job recomputes the true sum (every
-``purge_interval_seconds``), so the byte cap errs on the safe side between purges.
+A create counts its client's live secrets, inserts, and reserves its bytes on the one ``secrets_usage`` row
+(a conditional increment) last, just before it commits, so that creates queue on that row only for the
+commit, not for the whole transaction. Both caps hold exactly: the byte reservation is a conditional
+increment under the row lock, and creates of one client are serialised before they count, on PostgreSQL by
+a transaction-scoped advisory lock on the client's quota key (creates of different clients do not wait for
+each other), on SQLite by its single writer. Bytes are given back when the purge job recomputes the true sum
+(every ``purge_interval_seconds``), so the byte cap errs on the safe side between purges.
 """
 
 from __future__ import annotations
 
 from typing import Any, cast
 
-from sqlalchemy import BigInteger, String, Table, bindparam, delete, func, insert, select, update
+from sqlalchemy import BigInteger, String, Table, bindparam, delete, func, insert, select, text, update
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql import Executable
@@ -45,6 +48,9 @@ RESERVE = (update(USAGE).where(USAGE.c.id == 1, USAGE.c.bytes + _SIZE <= bindpar
 COUNT_LIVE = select(func.count()).select_from(
     select(_S.id).where(_S.quota_key == bindparam("quota"), _S.expires_at_ms > _NOW, _S.ciphertext.is_not(None))
     .limit(bindparam("cap", type_=BigInteger)).subquery())
+# Serialises the creates of one client (PostgreSQL; released at commit or rollback). Two quota keys whose
+# hashes collide only share a queue.
+QUOTA_LOCK = text("SELECT pg_advisory_xact_lock(hashtextextended(:quota, 0))")
 INSERT_SECRET = insert(SECRETS)
 INSERT_EVENT = insert(EVENTS)
 METADATA = select(*_META).where(*_LIVE)
@@ -121,7 +127,8 @@ class SqlBackend:
     def __init__(self, db: Database) -> None:
         self.db = db
         # SQLite has no data-modifying CTEs: there a claim is three statements in one transaction.
-        self.one_statement_claims = db.dialect == "postgresql"
+        self.postgres = db.dialect == "postgresql"
+        self.one_statement_claims = self.postgres
         self._claims = {checked: _claim(passphrase_checked=checked) for checked in (False, True)}
         self._pg_claims = {checked: _pg_claim(passphrase_checked=checked) for checked in (False, True)}
         self._pg_errors = _pg_connection_errors() if self.one_statement_claims else ()
@@ -131,13 +138,11 @@ class SqlBackend:
     async def create(self, secret: NewSecret, limits: Limits) -> None:
         size = len(secret.ciphertext)
         async with self.db.begin() as conn:
-            reserved = await conn.execute(RESERVE, {"size": size, "cap": limits.max_total_bytes})
-            if reserved.first() is None:
-                raise StorageFull("Secret storage is full; try again later.", retry_after=60)
+            if self.postgres:  # one client's creates queue here, others do not (SQLite: its one writer)
+                await conn.execute(QUOTA_LOCK, {"quota": secret.quota_key})
             live = await conn.scalar(COUNT_LIVE, {"quota": secret.quota_key, "now": secret.created_at_ms,
                                                   "cap": limits.max_live})
             if (live or 0) >= limits.max_live:
-                # raising rolls the transaction back, the byte reservation with it
                 raise LiveLimitReached(f"At most {limits.max_live} live secrets at a time; burn or let some "
                                        "expire first.", extra={"limit": limits.max_live})
             await conn.execute(INSERT_SECRET, {
@@ -149,6 +154,11 @@ class SqlBackend:
                 "delete_token_hash": secret.delete_token_hash})
             await conn.execute(INSERT_EVENT, {"secret_id": secret.id, "kind": "created",
                                               "at_ms": secret.created_at_ms, "client": secret.creator_client})
+            # last: the usage row stays locked from here to the commit only
+            reserved = await conn.execute(RESERVE, {"size": size, "cap": limits.max_total_bytes})
+            if reserved.first() is None:
+                # raising rolls the transaction back, the inserts with it
+                raise StorageFull("Secret storage is full; try again later.", retry_after=60)
 
     async def metadata(self, secret_id: str, now_ms: int) -> LiveSecret | None:
         async with self.db.engine.connect() as conn:
