@@ -7,11 +7,14 @@ import base64
 import os
 import sqlite3
 import time
+from urllib.parse import urlsplit
 
 import httpx
+import pytest
 
 from tests.conftest import serve
-from tests.secrets.conftest import OPEN_LIMITS, database_path, service_of
+from tests.secrets.conftest import FAST_ARGON2, OPEN_LIMITS, database_path, service_of
+from tests.tcp_proxy import TcpProxy
 
 PLAINTEXT = "correct-horse-battery-staple-4242"
 
@@ -321,3 +324,34 @@ async def test_n_views_across_two_instances_give_exactly_n(backend_kind, app_set
         responses = await asyncio.gather(*[
             c.post(f"/api/secrets/{created['id']}/reveal") for c in [one, two] * 30])
     assert sum(1 for r in responses if r.status_code == 200) == 3
+
+
+@pytest.mark.postgres
+async def test_postgres_going_away_answers_503_to_create_and_reveal_and_loses_nothing(make_secrets_app, make_settings,
+                                                                                     postgres_url):
+    """With PostgreSQL cut mid-run, create and reveal (both on the raw asyncpg path) answer 503
+    DATABASE_UNAVAILABLE with Retry-After, not 500; once it is back, the secret created before is still
+    there with its view, and creates work again."""
+    target = urlsplit(postgres_url.replace("+asyncpg", ""))
+    proxy = TcpProxy(target.hostname or "127.0.0.1", target.port or 5432)
+    await proxy.start()
+    url = postgres_url.replace(f"{target.hostname}:{target.port or 5432}", f"127.0.0.1:{proxy.port}")
+    app = make_secrets_app(make_settings(database_url=url, auto_migrate=True, db_timeout_seconds=1.0,
+                                         rate_limits=OPEN_LIMITS, secrets=FAST_ARGON2))
+    try:
+        async with serve(app) as http:
+            kept = await create(http)
+            await proxy.stop()
+            create_down = await http.post("/api/secrets", json={"secret": PLAINTEXT})
+            reveal_down = await http.post(f"/api/secrets/{kept['id']}/reveal", json={})
+            await proxy.start()
+            revealed = await http.post(f"/api/secrets/{kept['id']}/reveal", json={})
+            created_again = await http.post("/api/secrets", json={"secret": PLAINTEXT})
+    finally:
+        await proxy.stop()
+    for down in (create_down, reveal_down):
+        assert down.status_code == 503, down.text
+        assert down.json()["code"] == "DATABASE_UNAVAILABLE"
+        assert int(down.headers["retry-after"]) >= 1
+    assert revealed.status_code == 200 and revealed.json()["secret"] == PLAINTEXT
+    assert created_again.status_code == 201

@@ -17,9 +17,11 @@ each other), on SQLite by its single writer. Bytes are given back when the purge
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any, cast
 
-from sqlalchemy import BigInteger, String, Table, bindparam, delete, func, insert, select, text, update
+from sqlalchemy import BigInteger, String, Table, bindparam, delete, func, insert, select, update
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql import Executable
@@ -48,9 +50,6 @@ RESERVE = (update(USAGE).where(USAGE.c.id == 1, USAGE.c.bytes + _SIZE <= bindpar
 COUNT_LIVE = select(func.count()).select_from(
     select(_S.id).where(_S.quota_key == bindparam("quota"), _S.expires_at_ms > _NOW, _S.ciphertext.is_not(None))
     .limit(bindparam("cap", type_=BigInteger)).subquery())
-# Serialises the creates of one client (PostgreSQL; released at commit or rollback). Two quota keys whose
-# hashes collide only share a queue.
-QUOTA_LOCK = text("SELECT pg_advisory_xact_lock(hashtextextended(:quota, 0))")
 INSERT_SECRET = insert(SECRETS)
 INSERT_EVENT = insert(EVENTS)
 METADATA = select(*_META).where(*_LIVE)
@@ -98,6 +97,33 @@ def _pg_claim(*, passphrase_checked: bool) -> str:
     return sql.replace(":secret_id", "$1").replace(":now", "$2").replace(":client", "$3")
 
 
+# PostgreSQL does a create in two statements in one transaction, on the pooled asyncpg connection (as the
+# claim above): first the client's advisory lock, then this one, whose snapshot is taken after the lock, so
+# its count sees every earlier create of the client. ``reserved`` takes the bytes only if both caps allow;
+# the inserts select from it, so a refused create writes nothing. The usage row stays locked from here to
+# the commit, one round trip.
+_PG_CREATE = """
+WITH live AS (
+  SELECT count(*) AS n FROM (
+    SELECT 1 FROM secrets_secret
+    WHERE quota_key = $1 AND expires_at_ms > $2 AND ciphertext IS NOT NULL LIMIT $3) AS held),
+reserved AS (
+  UPDATE secrets_usage SET bytes = bytes + $4::bigint
+  WHERE id = 1 AND bytes + $4::bigint <= $5 AND (SELECT n FROM live) < $3
+  RETURNING id),
+stored AS (
+  INSERT INTO secrets_secret (id, ciphertext, size_bytes, client_encrypted, passphrase_hash, views_remaining,
+                              max_views, created_at_ms, expires_at_ms, burned_at_ms, owner_id, quota_key,
+                              delete_token_hash)
+  SELECT $6, $7, $4, $8, $9, $10, $10, $2, $11, NULL, $12, $1, $13 FROM reserved
+  RETURNING id),
+logged AS (
+  INSERT INTO secrets_event (secret_id, kind, at_ms, client) SELECT id, 'created', $2, $14 FROM stored)
+SELECT (SELECT n FROM live) AS live, EXISTS (SELECT 1 FROM reserved) AS reserved
+"""
+_PG_QUOTA_LOCK = "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))"
+
+
 def _pg_connection_errors() -> tuple[type[BaseException], ...]:
     """Errors of the asyncpg driver that mean its connection is unusable: it is discarded, and the error
     raised as SQLAlchemy's (invalidated) OperationalError, which ``db.unavailable`` answers with a 503
@@ -137,9 +163,10 @@ class SqlBackend:
 
     async def create(self, secret: NewSecret, limits: Limits) -> None:
         size = len(secret.ciphertext)
-        async with self.db.begin() as conn:
-            if self.postgres:  # one client's creates queue here, others do not (SQLite: its one writer)
-                await conn.execute(QUOTA_LOCK, {"quota": secret.quota_key})
+        if self.postgres:
+            await self._pg_create(secret, limits, size)
+            return
+        async with self.db.begin() as conn:  # SQLite: its one writer serialises creates
             live = await conn.scalar(COUNT_LIVE, {"quota": secret.quota_key, "now": secret.created_at_ms,
                                                   "cap": limits.max_live})
             if (live or 0) >= limits.max_live:
@@ -159,6 +186,20 @@ class SqlBackend:
             if reserved.first() is None:
                 # raising rolls the transaction back, the inserts with it
                 raise StorageFull("Secret storage is full; try again later.", retry_after=60)
+
+    async def _pg_create(self, secret: NewSecret, limits: Limits, size: int) -> None:
+        async with self._pg() as conn, conn.transaction():
+            # one client's creates queue here, others do not (colliding hashes only share a queue)
+            await conn.execute(_PG_QUOTA_LOCK, secret.quota_key)
+            row = await conn.fetchrow(
+                _PG_CREATE, secret.quota_key, secret.created_at_ms, limits.max_live, size, limits.max_total_bytes,
+                secret.id, secret.ciphertext, secret.client_encrypted, secret.passphrase_hash, secret.max_views,
+                secret.expires_at_ms, secret.owner_id, secret.delete_token_hash, secret.creator_client)
+        if row["live"] >= limits.max_live:
+            raise LiveLimitReached(f"At most {limits.max_live} live secrets at a time; burn or let some "
+                                   "expire first.", extra={"limit": limits.max_live})
+        if not row["reserved"]:
+            raise StorageFull("Secret storage is full; try again later.", retry_after=60)
 
     async def metadata(self, secret_id: str, now_ms: int) -> LiveSecret | None:
         async with self.db.engine.connect() as conn:
@@ -186,18 +227,22 @@ class SqlBackend:
         return Claim(ciphertext=row[1], views_remaining=row[2], client_encrypted=bool(row[3]))
 
     async def _pg_claim(self, sql: str, secret_id: str, now_ms: int, client: str | None) -> Any:
-        """Run the one-statement claim on a pooled connection's asyncpg driver, in autocommit (no
-        transaction is open on it), so the claim is committed, durably, before its row is returned.
+        """Run the one-statement claim in autocommit (no transaction is open on the connection), so the
+        claim is committed, durably, before its row is returned."""
+        async with self._pg() as conn:
+            return await conn.fetchrow(sql, secret_id, now_ms, client)
 
-        The connection comes straight from the pool, without SQLAlchemy's ``Connection`` around it: building
-        and closing that wrapper cost about a tenth of a reveal's CPU. Returned to the pool, the connection
-        is reset as usual (a rollback, a no-op here since nothing was begun)."""
+    @asynccontextmanager
+    async def _pg(self) -> AsyncIterator[Any]:
+        """A pooled connection's asyncpg driver, straight from the pool, without SQLAlchemy's ``Connection``
+        around it: building and closing that wrapper cost about a tenth of a reveal's CPU. Returned to the
+        pool, the connection is reset as usual (a rollback, a no-op when nothing is left open on it)."""
         pooled = await self.db.engine.raw_connection()
         try:
-            return await pooled.driver_connection.fetchrow(sql, secret_id, now_ms, client)  # type: ignore[union-attr]
+            yield pooled.driver_connection
         except self._pg_errors as exc:
             pooled.invalidate(exc)
-            raise sa_exc.OperationalError(sql, None, exc, connection_invalidated=True) from exc
+            raise sa_exc.OperationalError("secrets", None, exc, connection_invalidated=True) from exc
         finally:
             pooled.close()
 
