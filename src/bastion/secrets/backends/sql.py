@@ -8,11 +8,12 @@ on PostgreSQL all in one statement, on SQLite in one transaction of three.
 
 A create counts its client's live secrets, inserts, and reserves its bytes on the one ``secrets_usage`` row
 (a conditional increment) in its last statement (on PostgreSQL the inserts are that statement too), so that
-creates queue on that row only until they commit, not for the whole transaction. Both caps hold exactly: the byte reservation is a conditional
-increment under the row lock, and creates of one client are serialised before they count, on PostgreSQL by
-a transaction-scoped advisory lock on the client's quota key (creates of different clients do not wait for
-each other), on SQLite by its single writer. Bytes are given back when the purge job recomputes the true sum
-(every ``purge_interval_seconds``), so the byte cap errs on the safe side between purges.
+creates queue on that row only until they commit, not for the whole transaction. Both caps hold exactly:
+the byte reservation is a conditional increment under the row lock, and creates of one client are serialised
+before they count, on PostgreSQL by a transaction-scoped advisory lock on the client's quota key (creates of
+different clients do not wait for each other), on SQLite by its single writer. Bytes are given back when the
+purge job recomputes the true sum (every ``purge_interval_seconds``), so the byte cap errs on the safe side
+between purges.
 """
 
 from __future__ import annotations
