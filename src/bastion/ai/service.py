@@ -15,9 +15,9 @@ token counts.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 
@@ -39,6 +39,7 @@ from bastion.core.stores.base import Store, StoreUnavailable
 
 log = get_logger("bastion.ai")
 CANCELLED = "cancelled"
+T = TypeVar("T")
 """Outcome of a call whose caller went away (client disconnect, worker drain) before it ended."""
 
 _requests = metrics.counter("ai_requests_total", "AI calls by provider, model and outcome",
@@ -178,63 +179,61 @@ class AiService:
             await self.budget.check(caller.key)
         return name, targets
 
-    async def complete(self, request: ChatCompletionRequest, caller: Caller, *,
-                       message_chars: int | None = None) -> Result:
-        name, targets = await self._admit(request, caller, message_chars)
+    async def _first_answer(self, name: str, targets: list[Target], call: Callable[[Target], Awaitable[T]], *,
+                            stream: bool) -> tuple[int, Target, float, T]:
+        """Try the route's targets in order until one answers: each failure is recorded, and a failure the
+        next target could not fix (the request's own fault) is raised at once. Returns the index of the
+        target that answered, the target, when its call started, and its answer."""
         last: BaseException | None = None
         for index, target in enumerate(targets):
             if index:
                 _fallbacks.labels(name, targets[index - 1].provider, target.provider).inc()
             started = time.perf_counter()
             try:
-                answer = await self.upstreams[target.provider].complete(self.prepare(request, target))
+                answer = await call(target)
             except Exception as exc:
-                self._record(target, public_error(exc).code, started, stream=False, fallback=index)
+                self._record(target, public_error(exc).code, started, stream=stream, fallback=index)
                 if not can_fall_back(exc):
                     raise public_error(exc) from None
                 last = exc
                 continue
             except BaseException:
-                self._record(target, CANCELLED, started, stream=False, fallback=index)
+                self._record(target, CANCELLED, started, stream=stream, fallback=index)
                 raise
-            result = self._result(request, answer)
-            self._record(target, "ok", started, stream=False, fallback=index, tokens_in=result.prompt_tokens,
-                         tokens_out=result.completion_tokens)
-            if self.budget.enabled:
-                await self.budget.charge(caller.key, result.prompt_tokens + result.completion_tokens)
-            return result
+            return index, target, started, answer
         assert last is not None  # a route has at least one target
         raise public_error(last) from None
+
+    async def complete(self, request: ChatCompletionRequest, caller: Caller, *,
+                       message_chars: int | None = None) -> Result:
+        name, targets = await self._admit(request, caller, message_chars)
+
+        async def call(target: Target) -> Answer:
+            return await self.upstreams[target.provider].complete(self.prepare(request, target))
+
+        index, target, started, answer = await self._first_answer(name, targets, call, stream=False)
+        result = self._result(request, answer)
+        self._record(target, "ok", started, stream=False, fallback=index, tokens_in=result.prompt_tokens,
+                     tokens_out=result.completion_tokens)
+        if self.budget.enabled:
+            await self.budget.charge(caller.key, result.prompt_tokens + result.completion_tokens)
+        return result
 
     async def open_stream(self, request: ChatCompletionRequest, caller: Caller, *,
                           message_chars: int | None = None) -> ChatStream:
         """A stream whose upstream has answered 2xx; its pieces are read by iterating it."""
         name, targets = await self._admit(request, caller, message_chars)
-        last: BaseException | None = None
-        for index, target in enumerate(targets):
-            if index:
-                _fallbacks.labels(name, targets[index - 1].provider, target.provider).inc()
-            upstream = self.upstreams[target.provider]
-            prepared = self.prepare(request, target)
-            started = time.perf_counter()
-            try:
-                if upstream.streams:
-                    opened: UpstreamStream = await upstream.open_stream(prepared)
-                else:
-                    opened = _Whole(await upstream.complete(prepared))
-            except Exception as exc:
-                self._record(target, public_error(exc).code, started, stream=True, fallback=index)
-                if not can_fall_back(exc):
-                    raise public_error(exc) from None
-                last = exc
-                continue
-            except BaseException:
-                self._record(target, CANCELLED, started, stream=True, fallback=index)
-                raise
-            prompt = sum(estimate_tokens(m.text()) for m in request.messages)
-            return ChatStream(self, upstream, target, opened, caller, started, prompt, fallback=index)
-        assert last is not None  # a route has at least one target
-        raise public_error(last) from None
+
+        async def call(target: Target) -> UpstreamStream:
+            upstream, prepared = self.upstreams[target.provider], self.prepare(request, target)
+            if upstream.streams:
+                return await upstream.open_stream(prepared)
+            return _Whole(await upstream.complete(prepared))
+
+        index, target, started, opened = await self._first_answer(name, targets, call, stream=True)
+        prompt = sum(estimate_tokens(m.text()) for m in request.messages)
+        return ChatStream(self, self.upstreams[target.provider], target, opened, caller, started, prompt,
+                          fallback=index)
 
     def _result(self, request: ChatCompletionRequest, answer: Answer) -> Result:
         content, finish = answer.content, answer.finish_reason
