@@ -153,12 +153,12 @@ class SqlBackend:
 
     def __init__(self, db: Database) -> None:
         self.db = db
-        # SQLite has no data-modifying CTEs: there a claim is three statements in one transaction.
+        # PostgreSQL claims and creates run on the asyncpg driver in one or two statements; SQLite has no
+        # data-modifying CTEs, so there a claim is three statements in one transaction.
         self.postgres = db.dialect == "postgresql"
-        self.one_statement_claims = self.postgres
         self._claims = {checked: _claim(passphrase_checked=checked) for checked in (False, True)}
         self._pg_claims = {checked: _pg_claim(passphrase_checked=checked) for checked in (False, True)}
-        self._pg_errors = _pg_connection_errors() if self.one_statement_claims else ()
+        self._pg_errors = _pg_connection_errors() if self.postgres else ()
         # a refusal's follow-up read needs no transaction either
         self._autocommit = db.engine.execution_options(isolation_level="AUTOCOMMIT")
 
@@ -210,7 +210,7 @@ class SqlBackend:
     async def claim(self, secret_id: str, now_ms: int, *, passphrase_checked: bool,
                     client: str | None) -> Claim | Refusal:
         params = {"secret_id": secret_id, "now": now_ms, "client": client}
-        if self.one_statement_claims:
+        if self.postgres:
             row = await self._pg_claim(self._pg_claims[passphrase_checked], secret_id, now_ms, client)
             if row is None:
                 async with self._autocommit.connect() as conn:
