@@ -39,8 +39,9 @@ def main(argv: list[str]) -> int:
         return 0
     uv = find_uv()
     env = dict(os.environ, UV_PROJECT_ENVIRONMENT=str(ROOT / ".venv"))
-    subprocess.run([uv, "sync", "--frozen", "--all-groups", "--python", sys.executable, "--quiet"],
-                   cwd=ROOT, env=env, check=True)
+    subprocess.run(
+        [uv, "sync", "--frozen", "--all-groups", "--python", sys.executable, "--quiet"], cwd=ROOT, env=env, check=True
+    )
     command, rest = argv[0], argv[1:]
     if command == "serve":
         args = ["bastion", "serve", *rest]

@@ -53,8 +53,11 @@ def body(model: str, stream: bool) -> str:
 
 def lua(directory: Path, name: str, payload: str, auth: str | None) -> Path:
     path = directory / f"{name}.lua"
-    lines = ['wrk.method = "POST"', f"wrk.body = {json.dumps(payload)}",
-             'wrk.headers["Content-Type"] = "application/json"']
+    lines = [
+        'wrk.method = "POST"',
+        f"wrk.body = {json.dumps(payload)}",
+        'wrk.headers["Content-Type"] = "application/json"',
+    ]
     if auth:
         lines.append(f'wrk.headers["Authorization"] = "Bearer {auth}"')
     path.write_text("\n".join(lines) + "\n")
@@ -62,17 +65,25 @@ def lua(directory: Path, name: str, payload: str, auth: str | None) -> Path:
 
 
 def wrk(url: str, script: Path, connections: int, duration: float) -> dict[str, float]:
-    out = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{int(duration)}s", "--latency", "-s", str(script),
-                          url], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        ["wrk", "-t1", f"-c{connections}", f"-d{int(duration)}s", "--latency", "-s", str(script), url],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
     errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
-    found: dict[str, float] = {"rps": rps, "non2xx": float(non2xx.group(1)) if non2xx else 0.0,
-                               "socket_errors": float(sum(int(g) for g in errors.groups())) if errors else 0.0}
+    found: dict[str, float] = {
+        "rps": rps,
+        "non2xx": float(non2xx.group(1)) if non2xx else 0.0,
+        "socket_errors": float(sum(int(g) for g in errors.groups())) if errors else 0.0,
+    }
     for pct in ("50", "99"):
         match = re.search(rf"^\s+{pct}%\s+([\d.]+)(us|ms|s)\s*$", out, re.MULTILINE)
-        found[f"p{pct}_ms"] = float(match.group(1)) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[match.group(2)] \
-            if match else float("nan")
+        found[f"p{pct}_ms"] = (
+            float(match.group(1)) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[match.group(2)] if match else float("nan")
+        )
     return found
 
 
@@ -94,14 +105,22 @@ def group_rss_mb(leader: int) -> dict[str, float]:
 
 
 def cli(env: dict[str, str], *args: str, stdin: str | None = None) -> str:
-    done = subprocess.run([sys.executable, "-m", "bastion", *args], env=env, input=stdin, capture_output=True,
-                          text=True, check=True, cwd=ROOT)
+    done = subprocess.run(
+        [sys.executable, "-m", "bastion", *args],
+        env=env,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
+    )
     return done.stdout
 
 
 def start_process(cmd: list[str], cwd: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
+    return subprocess.Popen(
+        cmd, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
 
 
 def wait_http(url: str, timeout: float = 120.0, headers: dict[str, str] | None = None) -> None:
@@ -116,12 +135,15 @@ def wait_http(url: str, timeout: float = 120.0, headers: dict[str, str] | None =
     raise RuntimeError(f"{url} did not come up")
 
 
-async def hold_streams(port: int, auth: str | None, count: int, rss: Any,
-                       limit_seconds: float = 120.0) -> dict[str, float]:
+async def hold_streams(
+    port: int, auth: str | None, count: int, rss: Any, limit_seconds: float = 120.0
+) -> dict[str, float]:
     """Open ``count`` streams to model ``hold``, wait until each has its first chunk, then read ``rss()``."""
     payload = body("hold", stream=True).encode()
-    head = (f"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {len(payload)}\r\n" + (f"Authorization: Bearer {auth}\r\n" if auth else "") + "\r\n")
+    head = (
+        f"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(payload)}\r\n" + (f"Authorization: Bearer {auth}\r\n" if auth else "") + "\r\n"
+    )
     opened: list[asyncio.StreamWriter] = []
     gate = asyncio.Semaphore(64)
     ready = 0
@@ -145,14 +167,20 @@ async def hold_streams(port: int, auth: str | None, count: int, rss: Any,
         # A gateway that cannot open them all in time (or drops some) is reported as such, not as a crash.
         timed_out = 0.0
         try:
-            outcomes = await asyncio.wait_for(asyncio.gather(*[one() for _ in range(count)],
-                                                             return_exceptions=True), timeout=limit_seconds)
+            outcomes = await asyncio.wait_for(
+                asyncio.gather(*[one() for _ in range(count)], return_exceptions=True), timeout=limit_seconds
+            )
             failed = float(sum(1 for o in outcomes if isinstance(o, BaseException)))
         except TimeoutError:
             timed_out, failed = 1.0, float(count - ready)
         await asyncio.sleep(2.0)  # let the servers settle (buffers, lazily created state) before reading memory
-        return {**rss(), "open_streams": float(ready), "failed_streams": failed, "timed_out": timed_out,
-                "open_seconds": round(time.monotonic() - began, 1)}
+        return {
+            **rss(),
+            "open_streams": float(ready),
+            "failed_streams": failed,
+            "timed_out": timed_out,
+            "open_seconds": round(time.monotonic() - began, 1),
+        }
     finally:
         for writer in opened:
             writer.transport.abort()
@@ -161,9 +189,11 @@ async def hold_streams(port: int, auth: str | None, count: int, rss: Any,
 def litellm_config(directory: Path) -> Path:
     """The peers' litellm.yaml, plus the ``hold`` model for the idle-stream phase."""
     text = (PEERS / "litellm.yaml").read_text()
-    extra = ("  - model_name: hold\n    litellm_params:\n      model: openai/hold\n"
-             f"      api_base: http://127.0.0.1:{IDLE_PORT}/v1\n      api_key: sk-fake\n"
-             "      timeout: 3600\n      stream_timeout: 3600\n")
+    extra = (
+        "  - model_name: hold\n    litellm_params:\n      model: openai/hold\n"
+        f"      api_base: http://127.0.0.1:{IDLE_PORT}/v1\n      api_key: sk-fake\n"
+        "      timeout: 3600\n      stream_timeout: 3600\n"
+    )
     text = text.replace("litellm_settings:", extra + "litellm_settings:", 1)
     path = directory / "litellm.yaml"
     path.write_text(text)
@@ -187,15 +217,19 @@ def main() -> None:
 
     work = Path(tempfile.mkdtemp(prefix="bastion-ai-bench-"))
     env = bastion_env(str(work / "data"), redis=False)
-    env.update({
-        "BASTION_RATE_LIMITS__AI": "1000000000/second",
-        "BASTION_AI__PROVIDERS__FAKE__KIND": "openai", "BASTION_AI__PROVIDERS__FAKE__API_KEY": "sk-fake",
-        "BASTION_AI__PROVIDERS__FAKE__BASE_URL": f"http://127.0.0.1:{UPSTREAM_PORT}/v1",
-        "BASTION_AI__PROVIDERS__HOLD__KIND": "openai", "BASTION_AI__PROVIDERS__HOLD__API_KEY": "sk-fake",
-        "BASTION_AI__PROVIDERS__HOLD__BASE_URL": f"http://127.0.0.1:{IDLE_PORT}/v1",
-        "BASTION_AI__PROVIDERS__HOLD__READ_TIMEOUT_SECONDS": "3600",
-        "BASTION_AI__MODELS": json.dumps({"fake": ["fake:fake"], "hold": ["hold:hold"]}),
-    })
+    env.update(
+        {
+            "BASTION_RATE_LIMITS__AI": "1000000000/second",
+            "BASTION_AI__PROVIDERS__FAKE__KIND": "openai",
+            "BASTION_AI__PROVIDERS__FAKE__API_KEY": "sk-fake",
+            "BASTION_AI__PROVIDERS__FAKE__BASE_URL": f"http://127.0.0.1:{UPSTREAM_PORT}/v1",
+            "BASTION_AI__PROVIDERS__HOLD__KIND": "openai",
+            "BASTION_AI__PROVIDERS__HOLD__API_KEY": "sk-fake",
+            "BASTION_AI__PROVIDERS__HOLD__BASE_URL": f"http://127.0.0.1:{IDLE_PORT}/v1",
+            "BASTION_AI__PROVIDERS__HOLD__READ_TIMEOUT_SECONDS": "3600",
+            "BASTION_AI__MODELS": json.dumps({"fake": ["fake:fake"], "hold": ["hold:hold"]}),
+        }
+    )
     full_env = dict(os.environ, **env, PYTHONPATH=f"{APPS_DIR}:{ROOT / 'src'}")
     cli(full_env, "migrate")
     cli(full_env, "users", "create", "--email", EMAIL, "--password-stdin", stdin="a benchmark password\n")
@@ -206,27 +240,64 @@ def main() -> None:
     procs: dict[str, subprocess.Popen[bytes]] = {}
     plain_env = {k: v for k, v in os.environ.items() if not k.startswith("BASTION_")}
     try:
-        procs["upstream"] = start_process([str(litellm_python), "-m", "uvicorn", "fake_openai:app", "--port",
-                                           str(UPSTREAM_PORT), "--log-level", "warning", "--no-access-log"],
-                                          PEERS, plain_env)
-        procs["idle"] = start_process([sys.executable, "-m", "uvicorn", "ai_idle_upstream:app", "--port",
-                                       str(IDLE_PORT), "--log-level", "warning", "--no-access-log"],
-                                      APPS_DIR, plain_env)
+        procs["upstream"] = start_process(
+            [
+                str(litellm_python),
+                "-m",
+                "uvicorn",
+                "fake_openai:app",
+                "--port",
+                str(UPSTREAM_PORT),
+                "--log-level",
+                "warning",
+                "--no-access-log",
+            ],
+            PEERS,
+            plain_env,
+        )
+        procs["idle"] = start_process(
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "ai_idle_upstream:app",
+                "--port",
+                str(IDLE_PORT),
+                "--log-level",
+                "warning",
+                "--no-access-log",
+            ],
+            APPS_DIR,
+            plain_env,
+        )
         procs["bastion"] = start(App("bastion", "bastion_hello:app", APPS_DIR, env=env), BASTION_PORT, "granian")
         procs["litellm"] = start_process(
-            [str(args.litellm_venv / "bin" / "litellm"), "--config", str(litellm_config(work)),
-             "--port", str(LITELLM_PORT), "--num_workers", "1"], work,
-            dict(plain_env, LITELLM_MASTER_KEY=master, LITELLM_LOCAL_MODEL_COST_MAP="True",
-                 LITELLM_LOG="ERROR"))
+            [
+                str(args.litellm_venv / "bin" / "litellm"),
+                "--config",
+                str(litellm_config(work)),
+                "--port",
+                str(LITELLM_PORT),
+                "--num_workers",
+                "1",
+            ],
+            work,
+            dict(plain_env, LITELLM_MASTER_KEY=master, LITELLM_LOCAL_MODEL_COST_MAP="True", LITELLM_LOG="ERROR"),
+        )
         wait_ready(BASTION_PORT, "/hello")
         wait_http(f"http://127.0.0.1:{LITELLM_PORT}/health/liveliness")
         time.sleep(1.0)
 
-        urls = {t: f"http://127.0.0.1:{port}/v1/chat/completions"
-                for t, port in (("direct", UPSTREAM_PORT), ("bastion", BASTION_PORT), ("litellm", LITELLM_PORT))}
+        urls = {
+            t: f"http://127.0.0.1:{port}/v1/chat/completions"
+            for t, port in (("direct", UPSTREAM_PORT), ("bastion", BASTION_PORT), ("litellm", LITELLM_PORT))
+        }
         auth = {"direct": None, "bastion": bastion_key, "litellm": master}
-        scripts = {(t, mode): lua(work, f"{t}-{mode}", body("fake", mode == "stream"), auth[t])
-                   for t in TARGETS for mode in ("plain", "stream")}
+        scripts = {
+            (t, mode): lua(work, f"{t}-{mode}", body("fake", mode == "stream"), auth[t])
+            for t in TARGETS
+            for mode in ("plain", "stream")
+        }
         for (t, _mode), script in scripts.items():
             wrk(urls[t], script, 32, 2.0)  # warm-up
         runs: dict[str, list[dict[str, float]]] = {}
@@ -235,13 +306,22 @@ def main() -> None:
                 for connections in (1, 32):
                     for t in TARGETS:
                         runs.setdefault(f"{mode}/c{connections}/{t}", []).append(
-                            wrk(urls[t], scripts[(t, mode)], connections, args.duration))
+                            wrk(urls[t], scripts[(t, mode)], connections, args.duration)
+                        )
 
         memory = {
-            "bastion": {"idle": group_rss_mb(procs["bastion"].pid), **asyncio.run(hold_streams(
-                BASTION_PORT, bastion_key, args.streams, lambda: group_rss_mb(procs["bastion"].pid)))},
-            "litellm": {"idle": group_rss_mb(procs["litellm"].pid), **asyncio.run(hold_streams(
-                LITELLM_PORT, master, args.streams, lambda: group_rss_mb(procs["litellm"].pid)))},
+            "bastion": {
+                "idle": group_rss_mb(procs["bastion"].pid),
+                **asyncio.run(
+                    hold_streams(BASTION_PORT, bastion_key, args.streams, lambda: group_rss_mb(procs["bastion"].pid))
+                ),
+            },
+            "litellm": {
+                "idle": group_rss_mb(procs["litellm"].pid),
+                **asyncio.run(
+                    hold_streams(LITELLM_PORT, master, args.streams, lambda: group_rss_mb(procs["litellm"].pid))
+                ),
+            },
         }
     finally:
         for proc in procs.values():
@@ -252,12 +332,17 @@ def main() -> None:
 
 
 def report(runs: dict[str, list[dict[str, float]]], memory: dict[str, Any], args: argparse.Namespace) -> None:
-    summary: dict[str, Any] = {name: {"rps": median([r["rps"] for r in rs]),
-                                      "p50_ms": median([r["p50_ms"] for r in rs]),
-                                      "p99_ms": median([r["p99_ms"] for r in rs]),
-                                      "non2xx": sum(r["non2xx"] for r in rs),
-                                      "socket_errors": sum(r["socket_errors"] for r in rs),
-                                      "rps_runs": [r["rps"] for r in rs]} for name, rs in runs.items()}
+    summary: dict[str, Any] = {
+        name: {
+            "rps": median([r["rps"] for r in rs]),
+            "p50_ms": median([r["p50_ms"] for r in rs]),
+            "p99_ms": median([r["p99_ms"] for r in rs]),
+            "non2xx": sum(r["non2xx"] for r in rs),
+            "socket_errors": sum(r["socket_errors"] for r in rs),
+            "rps_runs": [r["rps"] for r in rs],
+        }
+        for name, rs in runs.items()
+    }
     added: dict[str, Any] = {}
     for mode in ("plain", "stream"):
         direct = runs[f"{mode}/c1/direct"]
@@ -265,16 +350,30 @@ def report(runs: dict[str, list[dict[str, float]]], memory: dict[str, Any], args
             mine = runs[f"{mode}/c1/{t}"]
             added[f"{mode}/{t}"] = {
                 "p50_ms": median([m["p50_ms"] - d["p50_ms"] for m, d in zip(mine, direct, strict=True)]),
-                "p99_ms": median([m["p99_ms"] - d["p99_ms"] for m, d in zip(mine, direct, strict=True)])}
-    ratios = {mode: round(summary[f"{mode}/c32/bastion"]["rps"] / summary[f"{mode}/c32/litellm"]["rps"], 1)
-              for mode in ("plain", "stream")}
+                "p99_ms": median([m["p99_ms"] - d["p99_ms"] for m, d in zip(mine, direct, strict=True)]),
+            }
+    ratios = {
+        mode: round(summary[f"{mode}/c32/bastion"]["rps"] / summary[f"{mode}/c32/litellm"]["rps"], 1)
+        for mode in ("plain", "stream")
+    }
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "ai.json").write_text(json.dumps({"rounds": args.rounds, "duration": args.duration,
-                                                 "runs": summary, "added_latency_c1": added,
-                                                 "throughput_ratio_bastion_over_litellm_c32": ratios,
-                                                 "memory_mb": memory}, indent=2))
-    print(f"| wrk -t1, {args.duration:.0f} s x {args.rounds} interleaved rounds (medians) | direct | Bastion | "
-          "LiteLLM | Bastion / LiteLLM |")
+    (RESULTS / "ai.json").write_text(
+        json.dumps(
+            {
+                "rounds": args.rounds,
+                "duration": args.duration,
+                "runs": summary,
+                "added_latency_c1": added,
+                "throughput_ratio_bastion_over_litellm_c32": ratios,
+                "memory_mb": memory,
+            },
+            indent=2,
+        )
+    )
+    print(
+        f"| wrk -t1, {args.duration:.0f} s x {args.rounds} interleaved rounds (medians) | direct | Bastion | "
+        "LiteLLM | Bastion / LiteLLM |"
+    )
     print("|---|---|---|---|---|")
     for mode in ("plain", "stream"):
         label = "non-streaming" if mode == "plain" else "streaming"
@@ -282,14 +381,18 @@ def report(runs: dict[str, list[dict[str, float]]], memory: dict[str, Any], args
         print(f"| {label}, c32: req/s | {row[0]:,.0f} | {row[1]:,.0f} | {row[2]:,.0f} | {ratios[mode]} x |")
         p50 = [summary[f"{mode}/c1/{t}"]["p50_ms"] for t in TARGETS]
         print(f"| {label}, c1: median latency ms | {p50[0]:.2f} | {p50[1]:.2f} | {p50[2]:.2f} | |")
-        print(f"| {label}, c1: added latency, median / p99 ms | | {added[f'{mode}/bastion']['p50_ms']:.2f} / "
-              f"{added[f'{mode}/bastion']['p99_ms']:.2f} | {added[f'{mode}/litellm']['p50_ms']:.2f} / "
-              f"{added[f'{mode}/litellm']['p99_ms']:.2f} | |")
+        print(
+            f"| {label}, c1: added latency, median / p99 ms | | {added[f'{mode}/bastion']['p50_ms']:.2f} / "
+            f"{added[f'{mode}/bastion']['p99_ms']:.2f} | {added[f'{mode}/litellm']['p50_ms']:.2f} / "
+            f"{added[f'{mode}/litellm']['p99_ms']:.2f} | |"
+        )
     for name, found in memory.items():
-        print(f"| {name}: RSS MB idle -> with {found['open_streams']:.0f} of {args.streams} streams open "
-              f"(leader / workers){' (timed out opening the rest)' if found['timed_out'] else ''} | "
-              f"{found['idle']['leader']:.0f} / {found['idle']['others']:.0f} -> "
-              f"{found['leader']:.0f} / {found['others']:.0f} | | | |")
+        print(
+            f"| {name}: RSS MB idle -> with {found['open_streams']:.0f} of {args.streams} streams open "
+            f"(leader / workers){' (timed out opening the rest)' if found['timed_out'] else ''} | "
+            f"{found['idle']['leader']:.0f} / {found['idle']['others']:.0f} -> "
+            f"{found['leader']:.0f} / {found['others']:.0f} | | | |"
+        )
     bad = {k: (v["non2xx"], v["socket_errors"]) for k, v in summary.items() if v["non2xx"] or v["socket_errors"]}
     if bad:
         print("non-2xx / socket errors:", bad)

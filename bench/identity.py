@@ -44,15 +44,25 @@ PASSWORD = "a benchmark password"
 
 
 def cli(env: dict[str, str], *args: str, stdin: str | None = None) -> str:
-    done = subprocess.run([sys.executable, "-m", "bastion", *args], env=env, input=stdin, capture_output=True,
-                          text=True, check=True, cwd=ROOT)
+    done = subprocess.run(
+        [sys.executable, "-m", "bastion", *args],
+        env=env,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
+    )
     return done.stdout
 
 
 def login(port: int) -> str:
-    request = urllib.request.Request(f"http://127.0.0.1:{port}/auth/login", method="POST",
-                                     data=json.dumps({"email": EMAIL, "password": PASSWORD}).encode(),
-                                     headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/auth/login",
+        method="POST",
+        data=json.dumps({"email": EMAIL, "password": PASSWORD}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
     with urllib.request.urlopen(request, timeout=10) as response:
         token: str = json.loads(response.read())["access_token"]
         return token
@@ -62,8 +72,7 @@ def wrk(port: int, duration: float, header: str | None) -> dict[str, float]:
     cmd = ["wrk", "-t1", "-c64", f"-d{int(duration)}s", "--latency"]
     if header:
         cmd += ["-H", header]
-    out = subprocess.run([*cmd, f"http://127.0.0.1:{port}/hello"], capture_output=True, text=True,
-                         check=True).stdout
+    out = subprocess.run([*cmd, f"http://127.0.0.1:{port}/hello"], capture_output=True, text=True, check=True).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
     p99 = re.search(r"99%\s+([\d.]+)(us|ms|s)", out)
@@ -93,8 +102,9 @@ async def _inproc(rounds: int, requests: int) -> dict[str, list[float]]:
     async with LifespanManager(app):
         service = identity.instance(app.platform)
         user = await service.create_user(email=EMAIL, password=PASSWORD)
-        _, key = await service.create_api_key(Principal("user", user.id, frozenset({"user"}), frozenset({"*"})),
-                                              name="bench")
+        _, key = await service.create_api_key(
+            Principal("user", user.id, frozenset({"user"}), frozenset({"*"})), name="bench"
+        )
         token = (await service.login(email=EMAIL, password=PASSWORD, meta=identity.SessionMeta())).access_token
         kinds = {"anonymous": None, "api_key": key, "access_token": token}
         runs: dict[str, list[float]] = {name: [] for name in kinds}
@@ -103,10 +113,21 @@ async def _inproc(rounds: int, requests: int) -> dict[str, list[float]]:
             headers = [(b"host", b"127.0.0.1:8000"), (b"user-agent", b"bench"), (b"accept", b"*/*")]
             if credential:
                 headers.append((b"authorization", b"Bearer " + credential.encode()))
-            scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET",
-                     "scheme": "http", "path": "/hello", "raw_path": b"/hello", "query_string": b"",
-                     "root_path": "", "headers": headers, "client": ("127.0.0.1", 5000),
-                     "server": ("127.0.0.1", 8000), "state": {}}
+            scope = {
+                "type": "http",
+                "asgi": {"version": "3.0"},
+                "http_version": "1.1",
+                "method": "GET",
+                "scheme": "http",
+                "path": "/hello",
+                "raw_path": b"/hello",
+                "query_string": b"",
+                "root_path": "",
+                "headers": headers,
+                "client": ("127.0.0.1", 5000),
+                "server": ("127.0.0.1", 8000),
+                "state": {},
+            }
             started = time.perf_counter()
             for _ in range(n):
                 await app(dict(scope), receive, send)
@@ -135,14 +156,21 @@ def inproc(args: argparse.Namespace) -> None:
         shutil.rmtree(data_dir, ignore_errors=True)
     base = statistics.median(runs["anonymous"])
     store = "redis" if args.redis else "memory"
-    summary = {name: {"us_per_request": round(statistics.median(us), 2), "runs": [round(u, 2) for u in us],
-                      "extra_cost_pct": round((statistics.median(us) / base - 1) * 100, 1)}
-               for name, us in runs.items()}
+    summary = {
+        name: {
+            "us_per_request": round(statistics.median(us), 2),
+            "runs": [round(u, 2) for u in us],
+            "extra_cost_pct": round((statistics.median(us) / base - 1) * 100, 1),
+        }
+        for name, us in runs.items()
+    }
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"identity-inproc-{store}.json").write_text(json.dumps(
-        {"store": store, "rounds": args.rounds, "requests": args.requests, "runs": summary}, indent=2))
-    print(f"| GET /hello in-process ({store} limiter) | us/request (median of {args.rounds}) "
-          "| extra cost vs anonymous |")
+    (RESULTS / f"identity-inproc-{store}.json").write_text(
+        json.dumps({"store": store, "rounds": args.rounds, "requests": args.requests, "runs": summary}, indent=2)
+    )
+    print(
+        f"| GET /hello in-process ({store} limiter) | us/request (median of {args.rounds}) | extra cost vs anonymous |"
+    )
     print("|---|---|---|")
     for name, row in summary.items():
         print(f"| {name} | {row['us_per_request']:.1f} | {row['extra_cost_pct']:+.1f} % |")
@@ -176,8 +204,11 @@ def main() -> None:
     runs: dict[str, list[dict[str, float]]] = {"anonymous": [], "api_key": [], "access_token": []}
     try:
         wait_ready(PORT, "/hello")
-        headers = {"anonymous": None, "api_key": f"Authorization: Bearer {key}",
-                   "access_token": f"Authorization: Bearer {login(PORT)}"}
+        headers = {
+            "anonymous": None,
+            "api_key": f"Authorization: Bearer {key}",
+            "access_token": f"Authorization: Bearer {login(PORT)}",
+        }
         for header in headers.values():
             wrk(PORT, 2.0, header)  # warm-up (and the first, uncached, lookup)
         for _ in range(args.rounds):
@@ -187,24 +218,36 @@ def main() -> None:
         stop(proc)
         shutil.rmtree(data_dir, ignore_errors=True)
 
-    summary = {name: {"rps": statistics.median(r["rps"] for r in rs),
-                      "p99_ms": statistics.median(r["p99_ms"] for r in rs),
-                      "non2xx": sum(r["non2xx"] for r in rs), "rps_runs": [r["rps"] for r in rs]}
-               for name, rs in runs.items()}
+    summary = {
+        name: {
+            "rps": statistics.median(r["rps"] for r in rs),
+            "p99_ms": statistics.median(r["p99_ms"] for r in rs),
+            "non2xx": sum(r["non2xx"] for r in rs),
+            "rps_runs": [r["rps"] for r in rs],
+        }
+        for name, rs in runs.items()
+    }
     base = summary["anonymous"]["rps"]
     for row in summary.values():
         row["extra_cost_pct"] = round((base / row["rps"] - 1) * 100, 1)
     RESULTS.mkdir(parents=True, exist_ok=True)
     store = "redis" if args.redis else "memory"
-    (RESULTS / f"identity-{store}.json").write_text(json.dumps(
-        {"server": args.server, "store": store, "duration": args.duration, "rounds": args.rounds,
-         "runs": summary}, indent=2))
-    print(f"| GET /hello ({args.server}, 1 worker, {store} limiter, wrk -t1 -c64) | req/s (median of {args.rounds}) "
-          "| extra cost per request vs anonymous | p99 ms | non-2xx |")
+    (RESULTS / f"identity-{store}.json").write_text(
+        json.dumps(
+            {"server": args.server, "store": store, "duration": args.duration, "rounds": args.rounds, "runs": summary},
+            indent=2,
+        )
+    )
+    print(
+        f"| GET /hello ({args.server}, 1 worker, {store} limiter, wrk -t1 -c64) | req/s (median of {args.rounds}) "
+        "| extra cost per request vs anonymous | p99 ms | non-2xx |"
+    )
     print("|---|---|---|---|---|")
     for name, row in summary.items():
-        print(f"| {name} | {row['rps']:,.0f} | {row['extra_cost_pct']:+.1f} % | {row['p99_ms']:.2f} | "
-              f"{row['non2xx']:.0f} |")
+        print(
+            f"| {name} | {row['rps']:,.0f} | {row['extra_cost_pct']:+.1f} % | {row['p99_ms']:.2f} | "
+            f"{row['non2xx']:.0f} |"
+        )
 
 
 if __name__ == "__main__":

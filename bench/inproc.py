@@ -26,10 +26,21 @@ def load(target: str):
 
 
 async def run(app, n: int) -> float:
-    scope_base = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET",
-                  "scheme": "http", "path": "/hello", "raw_path": b"/hello", "query_string": b"", "root_path": "",
-                  "headers": [(b"host", b"127.0.0.1:8000"), (b"user-agent", b"wrk"), (b"accept", b"*/*")],
-                  "client": ("127.0.0.1", 5000), "server": ("127.0.0.1", 8000), "state": {}}
+    scope_base = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": "/hello",
+        "raw_path": b"/hello",
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"host", b"127.0.0.1:8000"), (b"user-agent", b"wrk"), (b"accept", b"*/*")],
+        "client": ("127.0.0.1", 5000),
+        "server": ("127.0.0.1", 8000),
+        "state": {},
+    }
 
     async def receive():
         return {"type": "http.request", "body": b"", "more_body": False}
@@ -73,8 +84,9 @@ class Entering:
             return await self.app(scope, receive, send)
         from bastion.core.edge.asgi import CONTEXT_KEY, RequestContext
 
-        scope[CONTEXT_KEY] = RequestContext("0" * 22, time.perf_counter(), "127.0.0.1", "127.0.0.1",
-                                            host=b"127.0.0.1:8000")
+        scope[CONTEXT_KEY] = RequestContext(
+            "0" * 22, time.perf_counter(), "127.0.0.1", "127.0.0.1", host=b"127.0.0.1:8000"
+        )
         return await self.stage(scope, receive, send)
 
 

@@ -58,12 +58,26 @@ def main() -> None:
     args = parser.parse_args()
 
     data_dir = tempfile.mkdtemp(prefix="bastion-mem-")
-    env = dict(os.environ, **bastion_env(data_dir, redis=args.redis),
-               PYTHONPATH=f"{ROOT / 'bench' / 'apps'}:{ROOT / 'src'}")
-    cmd = [sys.executable, "-m", "bastion", "serve", "--app", "bastion_hello:create", "--port", str(args.port),
-           "--workers", "1", "--server", args.server]
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
+    env = dict(
+        os.environ, **bastion_env(data_dir, redis=args.redis), PYTHONPATH=f"{ROOT / 'bench' / 'apps'}:{ROOT / 'src'}"
+    )
+    cmd = [
+        sys.executable,
+        "-m",
+        "bastion",
+        "serve",
+        "--app",
+        "bastion_hello:create",
+        "--port",
+        str(args.port),
+        "--workers",
+        "1",
+        "--server",
+        args.server,
+    ]
+    proc = subprocess.Popen(
+        cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
     url = f"http://127.0.0.1:{args.port}/hello"
     try:
         deadline = time.monotonic() + 60
@@ -82,8 +96,9 @@ def main() -> None:
         samples: list[tuple[int, float]] = []
         served = 0
         while served < args.requests:
-            out = subprocess.run(["wrk", "-t1", "-c64", "-d10s", url], capture_output=True, text=True,
-                                 check=True).stdout
+            out = subprocess.run(
+                ["wrk", "-t1", "-c64", "-d10s", url], capture_output=True, text=True, check=True
+            ).stdout
             served += int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
             samples.append((served, rss_mb(worker)))
             print(f"{served:>9,} requests  RSS {samples[-1][1]:.1f} MB", file=sys.stderr)
@@ -93,16 +108,25 @@ def main() -> None:
 
     warmed = samples[0][1]
     final = samples[-1][1]
-    summary = {"server": args.server, "redis": args.redis, "idle_rss_mb": round(idle, 1),
-               "warmed_rss_mb": round(warmed, 1), "final_rss_mb": round(final, 1),
-               "max_rss_mb": round(max(s[1] for s in samples), 1), "requests": served,
-               "drift_percent": round((final - warmed) / warmed * 100, 2), "samples": samples}
+    summary = {
+        "server": args.server,
+        "redis": args.redis,
+        "idle_rss_mb": round(idle, 1),
+        "warmed_rss_mb": round(warmed, 1),
+        "final_rss_mb": round(final, 1),
+        "max_rss_mb": round(max(s[1] for s in samples), 1),
+        "requests": served,
+        "drift_percent": round((final - warmed) / warmed * 100, 2),
+        "samples": samples,
+    }
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"memory-{args.server}{'-redis' if args.redis else ''}.json").write_text(json.dumps(summary, indent=2))
     print(f"| server | idle RSS MB | after first 10 s | after {served:,} requests | max | drift |")
     print("|---|---|---|---|---|---|")
-    print(f"| {args.server}{' + Redis' if args.redis else ''} | {idle:.1f} | {warmed:.1f} | {final:.1f} | "
-          f"{summary['max_rss_mb']} | {summary['drift_percent']:+.2f} % |")
+    print(
+        f"| {args.server}{' + Redis' if args.redis else ''} | {idle:.1f} | {warmed:.1f} | {final:.1f} | "
+        f"{summary['max_rss_mb']} | {summary['drift_percent']:+.2f} % |"
+    )
 
 
 if __name__ == "__main__":

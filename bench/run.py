@@ -82,15 +82,50 @@ def apps(data_dir: str) -> list[App]:
 def start(app: App, port: int, server: str, loop: str = "asyncio") -> subprocess.Popen[bytes]:
     python = sys.executable
     if server == "granian":
-        cmd = [python, "-m", "granian", "--interface", "asgi", app.target, "--host", "127.0.0.1",
-               "--port", str(port), "--workers", "1", "--no-ws", "--log-level", "warning",
-               "--http", "1", "--loop", loop]
+        cmd = [
+            python,
+            "-m",
+            "granian",
+            "--interface",
+            "asgi",
+            app.target,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+            "--no-ws",
+            "--log-level",
+            "warning",
+            "--http",
+            "1",
+            "--loop",
+            loop,
+        ]
     else:
-        cmd = [python, "-m", "uvicorn", app.target, "--host", "127.0.0.1", "--port", str(port),
-               "--workers", "1", "--log-level", "warning", "--no-access-log", "--no-server-header", "--loop", loop]
+        cmd = [
+            python,
+            "-m",
+            "uvicorn",
+            app.target,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+            "--log-level",
+            "warning",
+            "--no-access-log",
+            "--no-server-header",
+            "--loop",
+            loop,
+        ]
     env = dict(os.environ, **app.env, PYTHONPATH=f"{app.directory}:{PEERS}:{ROOT / 'src'}")
-    return subprocess.Popen(cmd, cwd=app.directory, env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
+    return subprocess.Popen(
+        cmd, cwd=app.directory, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
 
 
 def wait_ready(port: int, path: str, timeout: float = 30.0) -> None:
@@ -115,8 +150,12 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
 
 
 def wrk(port: int, path: str, duration: float, connections: int = 64) -> dict[str, float]:
-    out = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{int(duration)}s", "--latency",
-                          f"http://127.0.0.1:{port}{path}"], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        ["wrk", "-t1", f"-c{connections}", f"-d{int(duration)}s", "--latency", f"http://127.0.0.1:{port}{path}"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
     p99 = re.search(r"99%\s+([\d.]+)(us|ms|s)", out)
@@ -175,24 +214,39 @@ def main() -> None:
     summary = {}
     for app in selected:
         runs = results[app.name]
-        summary[app.name] = {"rps": statistics.median(r["rps"] for r in runs),
-                             "p99_ms": statistics.median(r["p99_ms"] for r in runs),
-                             "non2xx": sum(r["non2xx"] for r in runs),
-                             "rps_runs": [r["rps"] for r in runs],
-                             "rss_mb_after": round(memory[app.name], 1)}
+        summary[app.name] = {
+            "rps": statistics.median(r["rps"] for r in runs),
+            "p99_ms": statistics.median(r["p99_ms"] for r in runs),
+            "non2xx": sum(r["non2xx"] for r in runs),
+            "rps_runs": [r["rps"] for r in runs],
+            "rss_mb_after": round(memory[app.name], 1),
+        }
     base = summary.get("litestar-bare", {}).get("rps")
     RESULTS.mkdir(parents=True, exist_ok=True)
     suffix = "" if args.loop == "asyncio" else f"-{args.loop}"
-    (RESULTS / f"http-{args.server}{suffix}.json").write_text(json.dumps(
-        {"server": args.server, "loop": args.loop, "duration": args.duration, "rounds": args.rounds,
-         "apps": summary}, indent=2))
-    print(f"| app ({args.server}, {args.loop}, 1 worker, wrk -t1 -c64) | req/s (median of {args.rounds}) | "
-          "× bare Litestar | p99 ms | non-2xx | worker RSS MB |")
+    (RESULTS / f"http-{args.server}{suffix}.json").write_text(
+        json.dumps(
+            {
+                "server": args.server,
+                "loop": args.loop,
+                "duration": args.duration,
+                "rounds": args.rounds,
+                "apps": summary,
+            },
+            indent=2,
+        )
+    )
+    print(
+        f"| app ({args.server}, {args.loop}, 1 worker, wrk -t1 -c64) | req/s (median of {args.rounds}) | "
+        "× bare Litestar | p99 ms | non-2xx | worker RSS MB |"
+    )
     print("|---|---|---|---|---|---|")
     for name, row in summary.items():
         ratio = f"{row['rps'] / base:.2f}" if base else "-"
-        print(f"| {name} | {row['rps']:,.0f} | {ratio} | {row['p99_ms']:.2f} | {row['non2xx']:.0f} | "
-              f"{row['rss_mb_after']} |")
+        print(
+            f"| {name} | {row['rps']:,.0f} | {ratio} | {row['p99_ms']:.2f} | {row['non2xx']:.0f} | "
+            f"{row['rss_mb_after']} |"
+        )
 
 
 if __name__ == "__main__":

@@ -79,18 +79,40 @@ def env_for(backend: str, data_dir: Path, database_url: str | None, prefix: str)
         "BASTION_WEB__ENABLED": "false",
     }
     if database_url:
-        env.update(BASTION_DATABASE_URL=database_url, BASTION_AUTO_MIGRATE="true",
-                   BASTION_DB_POOL_SIZE="20", BASTION_DB_MAX_OVERFLOW="20")
+        env.update(
+            BASTION_DATABASE_URL=database_url,
+            BASTION_AUTO_MIGRATE="true",
+            BASTION_DB_POOL_SIZE="20",
+            BASTION_DB_MAX_OVERFLOW="20",
+        )
     if backend == "redis":
         env.update(BASTION_REDIS_URL=REDIS, BASTION_REDIS_PREFIX=prefix, BASTION_SECRETS__BACKEND="redis")
     return env
 
 
 def start(env: dict[str, str], port: int, server: str, workers: int) -> subprocess.Popen[bytes]:
-    cmd = [sys.executable, "-m", "bastion", "serve", "--host", "127.0.0.1", "--port", str(port), "--workers",
-           str(workers), "--server", server]
-    return subprocess.Popen(cmd, cwd=ROOT, env=dict(os.environ, **env), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
+    cmd = [
+        sys.executable,
+        "-m",
+        "bastion",
+        "serve",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
+        "--server",
+        server,
+    ]
+    return subprocess.Popen(
+        cmd,
+        cwd=ROOT,
+        env=dict(os.environ, **env),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
 
 
 def settle(port: int, timeout: float = 15.0) -> None:
@@ -111,8 +133,21 @@ def _ms(value: str, unit: str) -> float:
 
 def wrk(port: int, script: Path, duration: float, connections: int) -> dict[str, float]:
     settle(port)
-    out = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{int(duration)}s", "--latency", "-s", str(script),
-                          f"http://127.0.0.1:{port}"], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [
+            "wrk",
+            "-t1",
+            f"-c{connections}",
+            f"-d{int(duration)}s",
+            "--latency",
+            "-s",
+            str(script),
+            f"http://127.0.0.1:{port}",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     found = {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))}  # type: ignore[union-attr]
     for name, label in (("p50_ms", "50%"), ("p99_ms", "99%")):
         match = re.search(label + r"\s+([\d.]+)(us|ms|s)", out)
@@ -126,12 +161,14 @@ def wrk(port: int, script: Path, duration: float, connections: int) -> dict[str,
 
 def create_script(directory: Path) -> Path:
     path = directory / "create.lua"
-    path.write_text('wrk.method = "POST"\nwrk.path = "/api/secrets"\nwrk.headers["Content-Type"] = "application/json"\n'
-                    'wrk.body = \'{"secret":"bench-secret-0123456789-abcdefghij","ttl_seconds":300}\'\n'
-                    'request = function()\n'
-                    '  wrk.headers["X-Forwarded-For"] = "10." .. math.random(0, 255) .. "." .. math.random(0, 255)'
-                    ' .. "." .. math.random(1, 254)\n'
-                    '  return wrk.format()\nend\n')
+    path.write_text(
+        'wrk.method = "POST"\nwrk.path = "/api/secrets"\nwrk.headers["Content-Type"] = "application/json"\n'
+        'wrk.body = \'{"secret":"bench-secret-0123456789-abcdefghij","ttl_seconds":300}\'\n'
+        "request = function()\n"
+        '  wrk.headers["X-Forwarded-For"] = "10." .. math.random(0, 255) .. "." .. math.random(0, 255)'
+        ' .. "." .. math.random(1, 254)\n'
+        "  return wrk.format()\nend\n"
+    )
     return path
 
 
@@ -145,19 +182,22 @@ def reveal_script(directory: Path, name: str, ids: list[str], think_ms: int) -> 
         f"local ids = {{{listing}}}\nlocal n = 0\n"
         'local headers = {["Content-Type"] = "application/json"}\n'
         "function request()\n  n = n + 1\n"
-        '  return wrk.format("POST", "/api/secrets/" .. ids[(n % #ids) + 1] .. "/reveal", headers, "{}")\nend\n'
-        + delay)
+        '  return wrk.format("POST", "/api/secrets/" .. ids[(n % #ids) + 1] .. "/reveal", headers, "{}")\nend\n' + delay
+    )
     return path
 
 
 async def seed(port: int, count: int) -> list[str]:
     limits = httpx.Limits(max_connections=32)
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", limits=limits, timeout=30) as http:
+
         async def one(i: int) -> str:
             # from a client of its own each (the default cap allows 100 live secrets per client)
-            response = await http.post("/api/secrets", json={"secret": "revealed-in-the-bench", "max_views": 100,
-                                                             "ttl_seconds": 3600},
-                                       headers={"X-Forwarded-For": f"10.255.{i // 250}.{i % 250 + 1}"})
+            response = await http.post(
+                "/api/secrets",
+                json={"secret": "revealed-in-the-bench", "max_views": 100, "ttl_seconds": 3600},
+                headers={"X-Forwarded-For": f"10.255.{i // 250}.{i % 250 + 1}"},
+            )
             response.raise_for_status()
             return str(response.json()["id"])
 
@@ -180,8 +220,7 @@ async def race(port: int) -> dict[str, float]:
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
         secret = (await http.post("/api/secrets", json={"secret": "race"})).json()["id"]
     connections = [await asyncio.open_connection("127.0.0.1", port) for _ in range(200)]
-    request = (f"POST /api/secrets/{secret}/reveal HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-               "Content-Length: 0\r\n\r\n").encode()
+    request = (f"POST /api/secrets/{secret}/reveal HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\n\r\n").encode()
     try:
         began = time.perf_counter()
         statuses = await asyncio.gather(*[_exchange(r, w, request) for r, w in connections])
@@ -208,7 +247,7 @@ async def drop_redis_prefix(prefix: str) -> None:
     client = aioredis.from_url(REDIS)
     keys = [key async for key in client.scan_iter(match=prefix + "*")]
     for start_at in range(0, len(keys), 1000):
-        await client.delete(*keys[start_at:start_at + 1000])
+        await client.delete(*keys[start_at : start_at + 1000])
     await client.aclose()
 
 
@@ -249,11 +288,19 @@ def main() -> None:
                 created = wrk(ports[name], creating, args.duration, 64)
                 row.update(create_rps=created["rps"], create_p99_ms=created["p99_ms"], create_non2xx=created["non2xx"])
                 saturated = wrk(ports[name], scripts[name][0], args.duration, 200)
-                row.update(reveal_rps=saturated["rps"], reveal_p50_ms=saturated["p50_ms"],
-                           reveal_p99_ms=saturated["p99_ms"], reveal_non2xx=saturated["non2xx"])
+                row.update(
+                    reveal_rps=saturated["rps"],
+                    reveal_p50_ms=saturated["p50_ms"],
+                    reveal_p99_ms=saturated["p99_ms"],
+                    reveal_non2xx=saturated["non2xx"],
+                )
                 steady = wrk(ports[name], scripts[name][1], args.duration, 200)
-                row.update(steady_rps=steady["rps"], steady_p50_ms=steady["p50_ms"], steady_p99_ms=steady["p99_ms"],
-                           steady_non2xx=steady["non2xx"])
+                row.update(
+                    steady_rps=steady["rps"],
+                    steady_p50_ms=steady["p50_ms"],
+                    steady_p99_ms=steady["p99_ms"],
+                    steady_non2xx=steady["non2xx"],
+                )
                 settle(ports[name])
                 row.update(asyncio.run(race(ports[name])))
                 runs[name].append(row)
@@ -274,24 +321,41 @@ def report(runs: dict[str, list[dict[str, float]]], args: argparse.Namespace) ->
     for name, rows in runs.items():
         summary[name]["winners_all_rounds"] = [r["winners"] for r in rows]
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "secrets.json").write_text(json.dumps({"rounds": args.rounds, "duration": args.duration,
-                                                      "think_ms": args.think, "server": args.server,
-                                                      "workers": args.workers,
-                                                      "backends": summary, "runs": runs}, indent=2))
+    (RESULTS / "secrets.json").write_text(
+        json.dumps(
+            {
+                "rounds": args.rounds,
+                "duration": args.duration,
+                "think_ms": args.think,
+                "server": args.server,
+                "workers": args.workers,
+                "backends": summary,
+                "runs": runs,
+            },
+            indent=2,
+        )
+    )
     base = summary.get("sqlite")
-    print(f"\n| backend ({args.server}, {args.workers} worker(s)) | create req/s | x SQLite | reveal req/s (c200) "
-          f"| x SQLite | reveal p50 / p99 ms (c200) | steady p50 / p99 ms (200 clients, {args.think} ms think) "
-          "| steady req/s | 200-reveal race ms | winners |")
+    print(
+        f"\n| backend ({args.server}, {args.workers} worker(s)) | create req/s | x SQLite | reveal req/s (c200) "
+        f"| x SQLite | reveal p50 / p99 ms (c200) | steady p50 / p99 ms (200 clients, {args.think} ms think) "
+        "| steady req/s | 200-reveal race ms | winners |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|")
     for name, s in summary.items():
         create_ratio = f"{s['create_rps'] / base['create_rps']:.2f}" if base else "-"
         reveal_ratio = f"{s['reveal_rps'] / base['reveal_rps']:.2f}" if base else "-"
-        print(f"| {name} | {s['create_rps']:,.0f} | {create_ratio} | {s['reveal_rps']:,.0f} | {reveal_ratio} | "
-              f"{s['reveal_p50_ms']:.1f} / {s['reveal_p99_ms']:.1f} | {s['steady_p50_ms']:.1f} / "
-              f"{s['steady_p99_ms']:.1f} | {s['steady_rps']:,.0f} | {s['race_ms']:.0f} | "
-              f"{s['winners_all_rounds']} |")
-    bad = {n: (s["create_non2xx"], s["reveal_non2xx"], s["steady_non2xx"]) for n, s in summary.items()
-           if s["create_non2xx"] or s["reveal_non2xx"] or s["steady_non2xx"]}
+        print(
+            f"| {name} | {s['create_rps']:,.0f} | {create_ratio} | {s['reveal_rps']:,.0f} | {reveal_ratio} | "
+            f"{s['reveal_p50_ms']:.1f} / {s['reveal_p99_ms']:.1f} | {s['steady_p50_ms']:.1f} / "
+            f"{s['steady_p99_ms']:.1f} | {s['steady_rps']:,.0f} | {s['race_ms']:.0f} | "
+            f"{s['winners_all_rounds']} |"
+        )
+    bad = {
+        n: (s["create_non2xx"], s["reveal_non2xx"], s["steady_non2xx"])
+        for n, s in summary.items()
+        if s["create_non2xx"] or s["reveal_non2xx"] or s["steady_non2xx"]
+    }
     if bad:
         print("non-2xx answers (create, reveal, steady), medians:", bad)
 

@@ -87,8 +87,13 @@ async def _admin(url: str, sql: str) -> None:
     import asyncpg
 
     parts = urlsplit(url.replace("+asyncpg", ""))
-    conn = await asyncpg.connect(host=parts.hostname, port=parts.port or 5432, user=parts.username or "postgres",
-                                 password=parts.password, database=parts.path.lstrip("/") or "postgres")
+    conn = await asyncpg.connect(
+        host=parts.hostname,
+        port=parts.port or 5432,
+        user=parts.username or "postgres",
+        password=parts.password,
+        database=parts.path.lstrip("/") or "postgres",
+    )
     try:
         await conn.execute(sql)
     finally:
@@ -128,8 +133,9 @@ def make_settings(tmp_path: Path) -> Callable[..., Settings]:
 
 
 @asynccontextmanager
-async def serve(app: Bastion, client: tuple[str, int] = TEST_CLIENT,
-                base_url: str = "http://localhost") -> AsyncIterator[httpx.AsyncClient]:
+async def serve(
+    app: Bastion, client: tuple[str, int] = TEST_CLIENT, base_url: str = "http://localhost"
+) -> AsyncIterator[httpx.AsyncClient]:
     """Run ``app`` through its lifespan and give an httpx client calling it in-process."""
     async with LifespanManager(app, startup_timeout=60, shutdown_timeout=60):
         transport = httpx.ASGITransport(app=app, client=client)
@@ -141,8 +147,9 @@ async def serve(app: Bastion, client: tuple[str, int] = TEST_CLIENT,
 def make_app(make_settings: Callable[..., Settings]) -> Callable[..., Bastion]:
     from tests.support import routes_module
 
-    def build(settings: Settings | None = None, extra: tuple[ModuleBuilder, ...] = (routes_module,),
-              **overrides: Any) -> Bastion:
+    def build(
+        settings: Settings | None = None, extra: tuple[ModuleBuilder, ...] = (routes_module,), **overrides: Any
+    ) -> Bastion:
         return create_app(settings or make_settings(**overrides), extra_modules=extra)
 
     return build
@@ -199,8 +206,22 @@ class PrivateRedis:
         import time
 
         self.process = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--dir", str(self.directory)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.directory),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             try:

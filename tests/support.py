@@ -113,8 +113,21 @@ async def event_loop() -> dict[str, str]:
 def routes_module(_platform: Platform, _settings: Settings) -> ModuleParts:
     return ModuleParts(
         name="test",
-        route_handlers=[slow, echo, text_body, big, db_probe, boom, conflict, idem, idem_fail, stream, principal,
-                        auth_probe, event_loop],
+        route_handlers=[
+            slow,
+            echo,
+            text_body,
+            big,
+            db_probe,
+            boom,
+            conflict,
+            idem,
+            idem_fail,
+            stream,
+            principal,
+            auth_probe,
+            event_loop,
+        ],
         route_groups=[
             RouteGroup("/t/text", RoutePolicy(media_types=("text/plain",))),
             RouteGroup("/t/big", RoutePolicy(max_body_bytes=4 * 1024 * 1024, media_types=())),

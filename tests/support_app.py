@@ -1,6 +1,6 @@
 """An app factory for tests that run a real server: Bastion with the test routes of tests.support.
 
-    bastion serve --app tests.support_app:create
+bastion serve --app tests.support_app:create
 """
 
 from __future__ import annotations

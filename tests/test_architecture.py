@@ -59,7 +59,11 @@ def test_write_transactions_begin_through_the_database():
         if path.relative_to(SRC) in exempt or "migrations" in path.parts:
             continue
         for node in ast.walk(ast.parse(path.read_text(), str(path))):
-            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "begin"
-                    and not (isinstance(node.func.value, ast.Attribute) and node.func.value.attr == "db")):
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and node.func.attr == "begin"
+                and not (isinstance(node.func.value, ast.Attribute) and node.func.value.attr == "db")
+            ):
                 offenders.append(f"{path.relative_to(SRC)}:{node.lineno}")
     assert offenders == []

@@ -79,7 +79,8 @@ def create_app(settings: Settings | None = None, *, extra_modules: Sequence[Modu
     core_logging.configure(level=settings.log_level, json=settings.json_logs)
     for problem in settings.problems():
         (_log.error if problem.severity == "error" else _log.warning)(
-            "configuration problem", setting=problem.setting, problem=problem.message)
+            "configuration problem", setting=problem.setting, problem=problem.message
+        )
     if settings.is_production and any(p.severity == "error" for p in settings.problems()):
         raise SystemExit("refusing to start in production with unsafe configuration; run `bastion check-config`")
 
@@ -88,7 +89,8 @@ def create_app(settings: Settings | None = None, *, extra_modules: Sequence[Modu
 
     resolvers = [p.principal_resolver for p in parts if p.principal_resolver is not None]
     resolver: PrincipalResolver | None = (
-        None if not resolvers else resolvers[0] if len(resolvers) == 1 else _first_of(resolvers))
+        None if not resolvers else resolvers[0] if len(resolvers) == 1 else _first_of(resolvers)
+    )
     for part in parts:
         for check in part.health_checks:
             platform.health.add(check)
@@ -96,12 +98,15 @@ def create_app(settings: Settings | None = None, *, extra_modules: Sequence[Modu
     litestar = Litestar(
         route_handlers=[ops_router, *(h for p in parts for h in p.route_handlers)],
         exception_handlers={Exception: exception_handler(settings.is_production)},
-        dependencies={"platform": Provide(lambda: platform, use_cache=True, sync_to_thread=False),
-                      **{k: v for p in parts for k, v in p.dependencies.items()}},
+        dependencies={
+            "platform": Provide(lambda: platform, use_cache=True, sync_to_thread=False),
+            **{k: v for p in parts for k, v in p.dependencies.items()},
+        },
         lifespan=[_lifespan(platform, settings, parts)],
         state=State({"platform": platform}),
-        openapi_config=OpenAPIConfig(title="Bastion", version=__version__, path="/schema",
-                                     render_plugins=[JsonRenderPlugin()]),
+        openapi_config=OpenAPIConfig(
+            title="Bastion", version=__version__, path="/schema", render_plugins=[JsonRenderPlugin()]
+        ),
         request_max_body_size=None,  # the guards stage enforces each route group's limit
         logging_config=None,
         debug=False,
@@ -110,16 +115,28 @@ def create_app(settings: Settings | None = None, *, extra_modules: Sequence[Modu
     groups: list[RouteGroup] = [*OPS_ROUTE_GROUPS, *(g for p in parts for g in p.route_groups)]
     default = RoutePolicy(tier="general", max_body_bytes=settings.max_body_bytes)
     asgi: Any = ErrorBoundaryMiddleware(cast("ASGIApp", litestar), production=settings.is_production)
-    asgi = AdmissionMiddleware(asgi, limiter=platform.limiter if settings.admission.enabled else None,
-                               resolver=resolver)
-    asgi = GuardsMiddleware(asgi, routes=RouteTable(groups, default), allowed_methods=settings.allowed_methods,
-                            max_url_length=settings.max_url_length, max_header_bytes=settings.max_header_bytes,
-                            max_body_bytes=settings.max_body_bytes)
-    asgi = HeadersMiddleware(asgi, allowed_hosts=settings.allowed_hosts, cors_origins=settings.cors_origins,
-                             cors_allow_credentials=settings.cors_allow_credentials,
-                             allowed_methods=settings.allowed_methods, hsts=settings.is_production)
-    asgi = TelemetryMiddleware(asgi, lifecycle=platform.lifecycle, metrics=platform.http_metrics,
-                               slow_request_ms=settings.slow_request_ms)
+    asgi = AdmissionMiddleware(
+        asgi, limiter=platform.limiter if settings.admission.enabled else None, resolver=resolver
+    )
+    asgi = GuardsMiddleware(
+        asgi,
+        routes=RouteTable(groups, default),
+        allowed_methods=settings.allowed_methods,
+        max_url_length=settings.max_url_length,
+        max_header_bytes=settings.max_header_bytes,
+        max_body_bytes=settings.max_body_bytes,
+    )
+    asgi = HeadersMiddleware(
+        asgi,
+        allowed_hosts=settings.allowed_hosts,
+        cors_origins=settings.cors_origins,
+        cors_allow_credentials=settings.cors_allow_credentials,
+        allowed_methods=settings.allowed_methods,
+        hsts=settings.is_production,
+    )
+    asgi = TelemetryMiddleware(
+        asgi, lifecycle=platform.lifecycle, metrics=platform.http_metrics, slow_request_ms=settings.slow_request_ms
+    )
     asgi = ContextMiddleware(asgi, trusted_proxies=settings.trusted_proxies)
     return Bastion(asgi, litestar, platform)
 

@@ -75,12 +75,19 @@ def new_master_key() -> None:
 @click.option("--port", type=int, default=None, help="Port to bind (default 8000).")
 @click.option("--workers", type=int, default=None, help="Worker processes (default 1).")
 @click.option("--server", type=click.Choice(["granian", "uvicorn"]), default=None, help="HTTP server.")
-@click.option("--loop", type=click.Choice(["uvloop", "asyncio"]), default=None,
-              help="Event loop of the workers (default uvloop).")
-@click.option("--app", "factory", default="bastion.app:create_app", show_default=True,
-              help="Factory that builds the app (to serve Bastion composed with your own modules).")
-def serve(host: str | None, port: int | None, workers: int | None, server: str | None, loop: str | None,
-          factory: str) -> None:
+@click.option(
+    "--loop", type=click.Choice(["uvloop", "asyncio"]), default=None, help="Event loop of the workers (default uvloop)."
+)
+@click.option(
+    "--app",
+    "factory",
+    default="bastion.app:create_app",
+    show_default=True,
+    help="Factory that builds the app (to serve Bastion composed with your own modules).",
+)
+def serve(
+    host: str | None, port: int | None, workers: int | None, server: str | None, loop: str | None, factory: str
+) -> None:
     """Serve Bastion (the embedded default needs nothing else installed)."""
     settings = load_settings(host=host, port=port, workers=workers, server=server, loop=loop)
     problems = settings.problems()
@@ -102,8 +109,11 @@ def serve(host: str | None, port: int | None, workers: int | None, server: str |
         click.echo("uvloop is not installed here; serving on the asyncio loop", err=True)
         settings = settings.model_copy(update={"server": opts.model_copy(update={"loop": "asyncio"})})
         opts = settings.server
-    click.echo(f"Bastion serving on http://{opts.host}:{opts.port} ({opts.server}, {opts.loop}, "
-               f"{opts.workers} worker(s), {settings.env})", err=True)
+    click.echo(
+        f"Bastion serving on http://{opts.host}:{opts.port} ({opts.server}, {opts.loop}, "
+        f"{opts.workers} worker(s), {settings.env})",
+        err=True,
+    )
     if opts.server == "granian":
         _serve_granian(settings, factory)
     else:

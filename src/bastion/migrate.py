@@ -39,4 +39,3 @@ def upgrade(settings: CoreSettings, revision: str = "heads") -> None:
             command.upgrade(config, revision)
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
-

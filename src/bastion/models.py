@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import importlib
 
-MODEL_MODULES: tuple[str, ...] = ("bastion.identity.models", "bastion.secrets.models", "bastion.spark.models",)
+MODEL_MODULES: tuple[str, ...] = (
+    "bastion.identity.models",
+    "bastion.secrets.models",
+    "bastion.spark.models",
+)
 
 
 def import_all_models() -> None:

@@ -32,21 +32,37 @@ async def upstream() -> AsyncIterator[FakeUpstream]:
 
 def providers_for(upstream: FakeUpstream, **fake: Any) -> dict[str, Any]:
     return {
-        "fake": {"kind": "openai", "base_url": upstream.url + "/v1", "api_key": "sk-test-upstream-key",
-                 "timeout_seconds": 2.0, "read_timeout_seconds": 1.0, **fake},
-        "claude": {"kind": "anthropic", "base_url": upstream.url, "api_key": "sk-ant-test-upstream-key",
-                   "timeout_seconds": 2.0, "read_timeout_seconds": 1.0},
+        "fake": {
+            "kind": "openai",
+            "base_url": upstream.url + "/v1",
+            "api_key": "sk-test-upstream-key",
+            "timeout_seconds": 2.0,
+            "read_timeout_seconds": 1.0,
+            **fake,
+        },
+        "claude": {
+            "kind": "anthropic",
+            "base_url": upstream.url,
+            "api_key": "sk-ant-test-upstream-key",
+            "timeout_seconds": 2.0,
+            "read_timeout_seconds": 1.0,
+        },
     }
 
 
 @pytest.fixture
 def ai_app(make_app: Callable[..., Bastion], upstream: FakeUpstream) -> Callable[..., Bastion]:
-    def build(*, providers: dict[str, Any] | None = None, models: dict[str, list[str]] | None = None,
-              ai: dict[str, Any] | None = None, **overrides: Any) -> Bastion:
+    def build(
+        *,
+        providers: dict[str, Any] | None = None,
+        models: dict[str, list[str]] | None = None,
+        ai: dict[str, Any] | None = None,
+        **overrides: Any,
+    ) -> Bastion:
         config: dict[str, Any] = {
             "providers": providers or providers_for(upstream),
-            "models": models or {"gpt": ["fake:fake-model"], "claude": ["claude:claude-test"],
-                                 "default": ["local:bastion-local-dev"]},
+            "models": models
+            or {"gpt": ["fake:fake-model"], "claude": ["claude:claude-test"], "default": ["local:bastion-local-dev"]},
             "aliases": {"openai/gpt-4o": "gpt"},
             "default_model": "gpt",
             **(ai or {}),

@@ -102,8 +102,12 @@ class FakeUpstream:
             body += message.get("body", b"")
             if not message.get("more_body"):
                 break
-        record = Received(scope["path"], {k.decode(): v.decode() for k, v in scope["headers"]},
-                          json.loads(body or b"{}"), time.monotonic())
+        record = Received(
+            scope["path"],
+            {k.decode(): v.decode() for k, v in scope["headers"]},
+            json.loads(body or b"{}"),
+            time.monotonic(),
+        )
         async with self._arrived:
             self.requests.append(record)
             self._arrived.notify_all()
@@ -138,11 +142,17 @@ class FakeUpstream:
             return
         if not record.json.get("stream"):
             answer = _anthropic_message if anthropic else _openai_completion
-            await self._send_whole(record, send, 200, [(b"content-type", b"application/json")],
-                                   json.dumps(answer(record.json, b)).encode())
+            await self._send_whole(
+                record, send, 200, [(b"content-type", b"application/json")], json.dumps(answer(record.json, b)).encode()
+            )
             return
-        await send({"type": "http.response.start", "status": 200,
-                    "headers": [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")],
+            }
+        )
         events = _anthropic_events(record.json, b) if anthropic else _openai_events(record.json, b)
         pieces = 0
         async for event, is_piece in events:
@@ -164,23 +174,37 @@ class FakeUpstream:
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
     @staticmethod
-    async def _send_whole(record: Received, send: Any, status: int, headers: list[tuple[bytes, bytes]],
-                          body: bytes) -> None:
-        await send({"type": "http.response.start", "status": status,
-                    "headers": [*headers, (b"content-length", str(len(body)).encode())]})
+    async def _send_whole(
+        record: Received, send: Any, status: int, headers: list[tuple[bytes, bytes]], body: bytes
+    ) -> None:
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [*headers, (b"content-length", str(len(body)).encode())],
+            }
+        )
         record.done = True
         await send({"type": "http.response.body", "body": body})
 
 
 def _error_body(anthropic: bool, status: int) -> bytes:
-    kinds = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
-             404: "not_found_error", 429: "rate_limit_error", 529: "overloaded_error"}
+    kinds = {
+        400: "invalid_request_error",
+        401: "authentication_error",
+        403: "permission_error",
+        404: "not_found_error",
+        429: "rate_limit_error",
+        529: "overloaded_error",
+    }
     kind = kinds.get(status, "api_error")
     if anthropic:
-        return json.dumps({"type": "error",
-                           "error": {"type": kind, "message": "upstream says: sk-ant-LEAKED"}}).encode()
-    return json.dumps({"error": {"message": "Incorrect API key provided: sk-LEAKEDKEY123", "type": kind,
-                                 "code": kind}}).encode()
+        return json.dumps(
+            {"type": "error", "error": {"type": kind, "message": "upstream says: sk-ant-LEAKED"}}
+        ).encode()
+    return json.dumps(
+        {"error": {"message": "Incorrect API key provided: sk-LEAKEDKEY123", "type": kind, "code": kind}}
+    ).encode()
 
 
 def _stream_error(anthropic: bool) -> bytes:
@@ -191,18 +215,31 @@ def _stream_error(anthropic: bool) -> bytes:
 
 def _openai_completion(request: dict[str, Any], b: Behaviour) -> dict[str, Any]:
     prompt, completion = b.usage
-    return {"id": "chatcmpl-fake", "object": "chat.completion", "created": 1, "model": request.get("model"),
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": "".join(b.words)},
-                         "finish_reason": b.finish}],
-            "usage": {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}}
+    return {
+        "id": "chatcmpl-fake",
+        "object": "chat.completion",
+        "created": 1,
+        "model": request.get("model"),
+        "choices": [
+            {"index": 0, "message": {"role": "assistant", "content": "".join(b.words)}, "finish_reason": b.finish}
+        ],
+        "usage": {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion},
+    }
 
 
 def _anthropic_message(request: dict[str, Any], b: Behaviour) -> dict[str, Any]:
     prompt, completion = b.usage
     reason = {"stop": "end_turn", "length": "max_tokens"}.get(b.finish, "end_turn")
-    return {"id": "msg_fake", "type": "message", "role": "assistant", "model": request.get("model"),
-            "content": [{"type": "text", "text": "".join(b.words)}], "stop_reason": reason,
-            "stop_sequence": None, "usage": {"input_tokens": prompt, "output_tokens": completion}}
+    return {
+        "id": "msg_fake",
+        "type": "message",
+        "role": "assistant",
+        "model": request.get("model"),
+        "content": [{"type": "text", "text": "".join(b.words)}],
+        "stop_reason": reason,
+        "stop_sequence": None,
+        "usage": {"input_tokens": prompt, "output_tokens": completion},
+    }
 
 
 def _sse(data: Any, event: str | None = None) -> bytes:
@@ -212,33 +249,81 @@ def _sse(data: Any, event: str | None = None) -> bytes:
 
 async def _openai_events(request: dict[str, Any], b: Behaviour) -> AsyncIterator[tuple[bytes, bool]]:
     base = {"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": 1, "model": request.get("model")}
-    yield _sse({**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""},
-                                     "finish_reason": None}]}), False
+    yield (
+        _sse({**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}]}),
+        False,
+    )
     for word in b.words:
         yield _sse({**base, "choices": [{"index": 0, "delta": {"content": word}, "finish_reason": None}]}), True
     yield _sse({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": b.finish}]}), False
     if (request.get("stream_options") or {}).get("include_usage"):
         prompt, completion = b.usage
-        yield _sse({**base, "choices": [], "usage": {"prompt_tokens": prompt, "completion_tokens": completion,
-                                                     "total_tokens": prompt + completion}}), False
+        yield (
+            _sse(
+                {
+                    **base,
+                    "choices": [],
+                    "usage": {
+                        "prompt_tokens": prompt,
+                        "completion_tokens": completion,
+                        "total_tokens": prompt + completion,
+                    },
+                }
+            ),
+            False,
+        )
     yield b"data: [DONE]\n\n", False
 
 
 async def _anthropic_events(request: dict[str, Any], b: Behaviour) -> AsyncIterator[tuple[bytes, bool]]:
     prompt, completion = b.usage
-    yield _sse({"type": "message_start", "message": {
-        "id": "msg_fake", "type": "message", "role": "assistant", "model": request.get("model"), "content": [],
-        "stop_reason": None, "usage": {"input_tokens": prompt, "output_tokens": 1}}}, "message_start"), False
-    yield _sse({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
-               "content_block_start"), False
+    yield (
+        _sse(
+            {
+                "type": "message_start",
+                "message": {
+                    "id": "msg_fake",
+                    "type": "message",
+                    "role": "assistant",
+                    "model": request.get("model"),
+                    "content": [],
+                    "stop_reason": None,
+                    "usage": {"input_tokens": prompt, "output_tokens": 1},
+                },
+            },
+            "message_start",
+        ),
+        False,
+    )
+    yield (
+        _sse(
+            {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+            "content_block_start",
+        ),
+        False,
+    )
     yield _sse({"type": "ping"}, "ping"), False
     for word in b.words:
-        yield _sse({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": word}},
-                   "content_block_delta"), True
+        yield (
+            _sse(
+                {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": word}},
+                "content_block_delta",
+            ),
+            True,
+        )
     yield _sse({"type": "content_block_stop", "index": 0}, "content_block_stop"), False
     reason = {"stop": "end_turn", "length": "max_tokens"}.get(b.finish, "end_turn")
-    yield _sse({"type": "message_delta", "delta": {"stop_reason": reason, "stop_sequence": None},
-                "usage": {"output_tokens": completion}}, "message_delta"), False
+    yield (
+        _sse(
+            {
+                "type": "message_delta",
+                "delta": {"stop_reason": reason, "stop_sequence": None},
+                "usage": {"output_tokens": completion},
+            },
+            "message_delta",
+        ),
+        False,
+    )
     yield _sse({"type": "message_stop"}, "message_stop"), False
 
 
@@ -246,8 +331,15 @@ async def _anthropic_events(request: dict[str, Any], b: Behaviour) -> AsyncItera
 async def run_server(app: Any, *, lifespan: str = "off") -> AsyncIterator[int]:
     """Serve ``app`` with uvicorn on a free loopback port in this event loop; yields the port."""
     port = free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="critical", lifespan=lifespan,
-                            access_log=False, timeout_graceful_shutdown=2)
+    config = uvicorn.Config(
+        app,
+        host="127.0.0.1",
+        port=port,
+        log_level="critical",
+        lifespan=lifespan,
+        access_log=False,
+        timeout_graceful_shutdown=2,
+    )
     server = uvicorn.Server(config)
     server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign]  # pytest owns the signals
     task = asyncio.ensure_future(server.serve())

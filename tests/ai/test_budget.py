@@ -16,8 +16,10 @@ async def test_token_budget_is_shared_by_two_instances_over_redis(ai_app, make_s
     """Two app instances on one Redis count one budget: the fourth call, on either, is refused."""
     one, two = ai_app(redis_url=redis_url, ai=BUDGET), ai_app(redis_url=redis_url, ai=BUDGET)
     async with serve(one) as a, serve(two) as b:
-        statuses = [(await (a if i % 2 else b).post("/v1/chat/completions", json=CHAT, headers=AUTH)).status_code
-                    for i in range(3)]
+        statuses = [
+            (await (a if i % 2 else b).post("/v1/chat/completions", json=CHAT, headers=AUTH)).status_code
+            for i in range(3)
+        ]
         refused_a = await a.post("/v1/chat/completions", json=CHAT, headers=AUTH)
         refused_b = await b.post("/v1/chat/completions", json=CHAT, headers=AUTH)
     assert statuses == [200, 200, 200]

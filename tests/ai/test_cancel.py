@@ -24,16 +24,22 @@ async def _open(base_url: str, body: dict) -> tuple[asyncio.StreamReader, asynci
     port = int(base_url.rsplit(":", 1)[1])
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     payload = json.dumps(body).encode()
-    head = (f"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-            f"Authorization: {AUTH['Authorization']}\r\nContent-Length: {len(payload)}\r\n\r\n")
+    head = (
+        f"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        f"Authorization: {AUTH['Authorization']}\r\nContent-Length: {len(payload)}\r\n\r\n"
+    )
     writer.write(head.encode() + payload)
     await writer.drain()
     return reader, writer
 
 
 def _cancelled(outcome_model: str = "fake-model") -> float:
-    return REGISTRY.get_sample_value("bastion_ai_requests_total", {
-        "provider": "fake", "model": outcome_model, "outcome": "cancelled"}) or 0.0
+    return (
+        REGISTRY.get_sample_value(
+            "bastion_ai_requests_total", {"provider": "fake", "model": outcome_model, "outcome": "cancelled"}
+        )
+        or 0.0
+    )
 
 
 async def test_disconnect_cancels_a_waiting_upstream_call(ai_app, upstream, live):
@@ -84,8 +90,7 @@ async def test_drain_ends_open_streams_with_an_error_event_and_done(ai_app, upst
     upstream.default = Behaviour(stall_after=1)
     app = ai_app(providers=providers_for(upstream, **PATIENT))
     async with serve(app) as http:
-        pending = asyncio.ensure_future(http.post("/v1/chat/completions", json={**CHAT, "stream": True},
-                                                  headers=AUTH))
+        pending = asyncio.ensure_future(http.post("/v1/chat/completions", json={**CHAT, "stream": True}, headers=AUTH))
         await upstream.wait_requests(1)
         app.platform.lifecycle.begin_drain()
         async with asyncio.timeout(5):

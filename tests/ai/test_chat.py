@@ -9,10 +9,17 @@ from tests.ai.conftest import AUTH, CHAT, providers_for, sse_data
 from tests.ai.fakes import Behaviour
 from tests.conftest import serve
 
-SPARK_BODY = {"messages": [{"role": "system", "content": "You are a helpful assistant."},
-                           {"role": "user", "content": "Name a colour"}],
-              "temperature": 1.0, "top_p": 1.0, "max_tokens": 1000, "model": "openai/gpt-4o",
-              "response_format": {"type": "text"}}
+SPARK_BODY = {
+    "messages": [
+        {"role": "system", "content": "You are a helpful assistant."},
+        {"role": "user", "content": "Name a colour"},
+    ],
+    "temperature": 1.0,
+    "top_p": 1.0,
+    "max_tokens": 1000,
+    "model": "openai/gpt-4o",
+    "response_format": {"type": "text"},
+}
 
 
 async def test_chat_answers_content_model_usage_and_request_id(ai_app, upstream):
@@ -84,9 +91,18 @@ async def test_spark_llm_answers_the_spark_clients_body(ai_app, upstream):
 
 async def test_spark_llm_takes_image_parts(ai_app, upstream):
     """Apps post general OpenAI bodies to /_spark/llm, image_url parts included."""
-    body = {**SPARK_BODY, "messages": [{"role": "user", "content": [
-        {"type": "text", "text": "What is this?"},
-        {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}}]}]}
+    body = {
+        **SPARK_BODY,
+        "messages": [
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "What is this?"},
+                    {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}},
+                ],
+            }
+        ],
+    }
     async with serve(ai_app()) as http:
         response = await http.post("/_spark/llm", json=body, headers=AUTH)
     assert response.status_code == 200
@@ -141,9 +157,18 @@ async def test_local_provider_answers_json_in_json_mode(make_app):
 async def test_anthropic_request_is_translated(ai_app, upstream):
     """System messages become `system`, stop becomes stop_sequences, temperature is clamped, and the key
     travels as x-api-key with an anthropic-version."""
-    body = {"model": "claude", "temperature": 1.7, "stop": "END", "max_tokens": 300, "messages": [
-        {"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"},
-        {"role": "assistant", "content": "Hello"}, {"role": "user", "content": "Again"}]}
+    body = {
+        "model": "claude",
+        "temperature": 1.7,
+        "stop": "END",
+        "max_tokens": 300,
+        "messages": [
+            {"role": "system", "content": "Be brief."},
+            {"role": "user", "content": "Hi"},
+            {"role": "assistant", "content": "Hello"},
+            {"role": "user", "content": "Again"},
+        ],
+    }
     async with serve(ai_app()) as http:
         response = await http.post("/v1/chat/completions", json=body, headers=AUTH)
     assert response.status_code == 200
@@ -151,10 +176,18 @@ async def test_anthropic_request_is_translated(ai_app, upstream):
     assert sent.path == "/v1/messages"
     assert sent.headers["x-api-key"] == "sk-ant-test-upstream-key"
     assert sent.headers["anthropic-version"] == "2023-06-01"
-    assert sent.json == {"model": "claude-test", "system": "Be brief.", "max_tokens": 300, "temperature": 1.0,
-                         "stop_sequences": ["END"], "messages": [
-                             {"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"},
-                             {"role": "user", "content": "Again"}]}
+    assert sent.json == {
+        "model": "claude-test",
+        "system": "Be brief.",
+        "max_tokens": 300,
+        "temperature": 1.0,
+        "stop_sequences": ["END"],
+        "messages": [
+            {"role": "user", "content": "Hi"},
+            {"role": "assistant", "content": "Hello"},
+            {"role": "user", "content": "Again"},
+        ],
+    }
 
 
 async def test_anthropic_answer_is_an_openai_completion(ai_app, upstream):
@@ -173,13 +206,18 @@ async def test_anthropic_stream_events_become_openai_chunks(ai_app, upstream):
     usage of message_start and message_delta."""
     upstream.default = Behaviour(usage=(21, 8))
     async with serve(ai_app()) as http:
-        response = await http.post("/v1/chat/completions", headers=AUTH, json={
-            **CHAT, "model": "claude", "stream": True, "stream_options": {"include_usage": True}})
+        response = await http.post(
+            "/v1/chat/completions",
+            headers=AUTH,
+            json={**CHAT, "model": "claude", "stream": True, "stream_options": {"include_usage": True}},
+        )
     data = sse_data(response.text)
     assert data[-1] == "[DONE]"
     chunks = [json.loads(d) for d in data[:-1]]
-    assert "".join(c["choices"][0]["delta"].get("content", "") for c in chunks if c["choices"]) == \
-        "Hello! How can I help you today?"
+    assert (
+        "".join(c["choices"][0]["delta"].get("content", "") for c in chunks if c["choices"])
+        == "Hello! How can I help you today?"
+    )
     assert chunks[-2]["choices"][0]["finish_reason"] == "stop"
     assert chunks[-1]["usage"] == {"prompt_tokens": 21, "completion_tokens": 8, "total_tokens": 29}
     assert upstream.requests[0].json["stream"] is True
@@ -189,8 +227,9 @@ async def test_anthropic_error_event_mid_stream(ai_app, upstream):
     """An Anthropic `error` event (overloaded_error) mid-stream ends our stream with an error event."""
     upstream.default = Behaviour(error_event_after=2)
     async with serve(ai_app()) as http:
-        response = await http.post("/v1/chat/completions", json={**CHAT, "model": "claude", "stream": True},
-                                   headers=AUTH)
+        response = await http.post(
+            "/v1/chat/completions", json={**CHAT, "model": "claude", "stream": True}, headers=AUTH
+        )
     assert "event: error" in response.text
     assert response.text.endswith("data: [DONE]\n\n")
     assert "Overloaded" not in response.text

@@ -154,9 +154,14 @@ async def test_upstream_error_event_mid_stream_is_passed_on_safely(ai_app, upstr
     assert "upstream broke" not in response.text
 
 
-@pytest.mark.parametrize(("status", "code", "http_status"), [
-    (401, "PROVIDER_ERROR", 502), (429, "PROVIDER_RATE_LIMIT", 503), (529, "PROVIDER_ERROR", 502),
-])
+@pytest.mark.parametrize(
+    ("status", "code", "http_status"),
+    [
+        (401, "PROVIDER_ERROR", 502),
+        (429, "PROVIDER_RATE_LIMIT", 503),
+        (529, "PROVIDER_ERROR", 502),
+    ],
+)
 async def test_anthropic_errors_map_like_openai_ones(ai_app, upstream, status, code, http_status):
     """Anthropic's 401, 429 and 529 (overloaded) map to the same codes; its message never leaks."""
     upstream.default = Behaviour(status=status, retry_after="30" if status == 429 else None)
@@ -174,8 +179,11 @@ async def test_production_problem_keeps_the_code_and_a_safe_detail(ai_app, upstr
     import os
 
     key = base64.b64encode(os.urandom(32)).decode()
-    app = ai_app(env="production", crypto={"keys": {"k": key}, "active_key_id": "k"},
-                 allowed_hosts=["localhost", "api.example.com"])
+    app = ai_app(
+        env="production",
+        crypto={"keys": {"k": key}, "active_key_id": "k"},
+        allowed_hosts=["localhost", "api.example.com"],
+    )
     async with serve(app) as http:
         response = await http.post("/v1/chat/completions", json=CHAT, headers=AUTH)
     assert response.status_code == 502

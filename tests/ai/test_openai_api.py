@@ -62,8 +62,11 @@ async def test_stream_is_openai_chunks_ending_with_done(ai_app, upstream):
 async def test_stream_usage_chunk_only_when_asked(ai_app, upstream):
     """With stream_options.include_usage a final chunk with no choices carries the usage."""
     async with serve(ai_app()) as http:
-        response = await http.post("/v1/chat/completions", headers=AUTH, json={
-            **CHAT, "stream": True, "stream_options": {"include_usage": True}})
+        response = await http.post(
+            "/v1/chat/completions",
+            headers=AUTH,
+            json={**CHAT, "stream": True, "stream_options": {"include_usage": True}},
+        )
     chunks = [json.loads(d) for d in sse_data(response.text)[:-1]]
     assert chunks[-1]["choices"] == []
     assert chunks[-1]["usage"] == {"prompt_tokens": 10, "completion_tokens": 9, "total_tokens": 19}
@@ -139,8 +142,9 @@ async def test_more_than_50000_characters_is_refused(ai_app, upstream):
 async def test_malformed_body_is_400_and_schema_errors_422(ai_app):
     """Broken JSON is 400 MALFORMED_BODY; a body without messages is 422 VALIDATION_FAILED."""
     async with serve(ai_app()) as http:
-        broken = await http.post("/v1/chat/completions", content=b"{", headers={**AUTH, "content-type":
-                                                                                 "application/json"})
+        broken = await http.post(
+            "/v1/chat/completions", content=b"{", headers={**AUTH, "content-type": "application/json"}
+        )
         empty = await http.post("/v1/chat/completions", json={"model": "gpt"}, headers=AUTH)
     assert broken.status_code == 400 and broken.json()["code"] == "MALFORMED_BODY"
     assert empty.status_code == 422 and empty.json()["code"] == "VALIDATION_FAILED"
@@ -159,8 +163,7 @@ async def test_anonymous_callers_need_a_principal(ai_app, upstream):
 async def test_ai_routes_are_in_the_ai_tier(ai_app):
     """The ai tier limits /v1 calls per principal (here 2 a minute)."""
     async with serve(ai_app(rate_limits={"ai": "2/minute"})) as http:
-        statuses = [(await http.post("/v1/chat/completions", json=CHAT, headers=AUTH)).status_code
-                    for _ in range(3)]
+        statuses = [(await http.post("/v1/chat/completions", json=CHAT, headers=AUTH)).status_code for _ in range(3)]
         last = await http.post("/v1/chat/completions", json=CHAT, headers=AUTH)
     assert statuses == [200, 200, 429]
     assert last.headers["ratelimit-policy"] == '"ai";q=2;w=60'

@@ -15,8 +15,12 @@ FALLBACK = {"gpt": ["fake:fake-model", "claude:claude-test"]}
 
 
 def _fallbacks(model: str, source: str, target: str) -> float:
-    return REGISTRY.get_sample_value("bastion_ai_fallbacks_total",
-                                     {"model": model, "from_provider": source, "to_provider": target}) or 0.0
+    return (
+        REGISTRY.get_sample_value(
+            "bastion_ai_fallbacks_total", {"model": model, "from_provider": source, "to_provider": target}
+        )
+        or 0.0
+    )
 
 
 async def test_fallback_serves_when_the_primary_fails(ai_app, upstream):
@@ -57,8 +61,7 @@ async def test_breaker_opens_after_repeated_failures(ai_app, upstream):
     upstream.default = Behaviour(status=500)
     app = ai_app(providers=providers_for(upstream, retries=0, breaker_failures=3))
     async with serve(app) as http:
-        statuses = [(await http.post("/v1/chat/completions", json=CHAT, headers=AUTH)).status_code
-                    for _ in range(3)]
+        statuses = [(await http.post("/v1/chat/completions", json=CHAT, headers=AUTH)).status_code for _ in range(3)]
         refused = await http.post("/v1/chat/completions", json=CHAT, headers=AUTH)
     assert statuses == [502, 502, 502]
     assert refused.status_code == 503

@@ -31,8 +31,9 @@ async def test_sdk_stream_with_usage(ai_app, upstream, live):
     """A streamed create yields the text chunk by chunk, then the usage chunk of include_usage."""
     async with live(ai_app()) as base:
         client = _client(base)
-        stream = await client.chat.completions.create(model="gpt", messages=MESSAGES, stream=True,
-                                                      stream_options={"include_usage": True})
+        stream = await client.chat.completions.create(
+            model="gpt", messages=MESSAGES, stream=True, stream_options={"include_usage": True}
+        )
         chunks = [chunk async for chunk in stream]
         await client.close()
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)

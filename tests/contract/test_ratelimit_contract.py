@@ -289,8 +289,7 @@ async def test_extra_attempts_count_towards_the_ban(backend):
 
 async def test_extra_attempts_do_not_consume_quota(backend):
     """extra_attempts feed only the abuse counter, not the GCRA quota."""
-    decision = await backend.limiter.hit("c", Tier("q", limit=5, window=3600, ban_threshold=100),
-                                         extra_attempts=10)
+    decision = await backend.limiter.hit("c", Tier("q", limit=5, window=3600, ban_threshold=100), extra_attempts=10)
     assert decision.allowed and decision.remaining == 4
 
 
@@ -400,8 +399,12 @@ async def dead() -> AsyncIterator[Counting]:
 
 
 def _breaker(threshold: int = 3, reset_timeout: float = 60.0) -> CircuitBreaker:
-    return CircuitBreaker(f"test-rl-{uuid.uuid4().hex[:8]}", failure_threshold=threshold, reset_timeout=reset_timeout,
-                          is_failure=lambda exc: isinstance(exc, StoreUnavailable))
+    return CircuitBreaker(
+        f"test-rl-{uuid.uuid4().hex[:8]}",
+        failure_threshold=threshold,
+        reset_timeout=reset_timeout,
+        is_failure=lambda exc: isinstance(exc, StoreUnavailable),
+    )
 
 
 THREE = Tier("three", limit=3, window=3600, ban_threshold=10, ban_seconds=60)
@@ -549,8 +552,9 @@ async def test_limiter_uses_the_store_again_after_it_recovers(private_redis):
 async def test_a_fail_closed_tier_answers_again_after_recovery(private_redis):
     """A fail-closed tier refuses while the store is down and gets decisions again once it is back."""
     client = connect(private_redis.url, timeout=0.5)
-    limiter = Limiter(RedisRateLimitBackend(client, prefix=_prefix()), TIERS,
-                      breaker=_breaker(threshold=1, reset_timeout=0.2))
+    limiter = Limiter(
+        RedisRateLimitBackend(client, prefix=_prefix()), TIERS, breaker=_breaker(threshold=1, reset_timeout=0.2)
+    )
     try:
         private_redis.stop()
         assert (await limiter.check("closed", "c")).source == "closed"

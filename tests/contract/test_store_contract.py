@@ -158,8 +158,7 @@ async def test_set_if_absent_with_ttl_expires(backend):
 
 async def test_concurrent_set_if_absent_has_exactly_one_winner(backend):
     """Of 100 concurrent set_if_absent calls on one key exactly one returns True."""
-    results = await asyncio.gather(*(backend.store.set_if_absent("claim", str(i).encode(), ttl=60)
-                                     for i in range(100)))
+    results = await asyncio.gather(*(backend.store.set_if_absent("claim", str(i).encode(), ttl=60) for i in range(100)))
     assert results.count(True) == 1
     winner = results.index(True)
     assert await backend.store.get("claim") == str(winner).encode()

@@ -137,8 +137,9 @@ async def test_ban_is_shared_by_two_instances_over_redis(make_app, make_settings
 @pytest.mark.redis
 async def test_denials_are_answered_without_a_store_round_trip(make_app, make_settings, redis_url):
     """During a flood the in-process deny cache answers; the store sees few calls."""
-    app = make_app(make_settings(redis_url=redis_url, rate_limits={"general": "2/minute"},
-                                 admission={"ban_multiplier": 1000}))
+    app = make_app(
+        make_settings(redis_url=redis_url, rate_limits={"general": "2/minute"}, admission={"ban_multiplier": 1000})
+    )
     calls = 0
     backend = app.platform.limiter.backend
     original = backend.hit
@@ -214,8 +215,10 @@ async def test_decisions_are_counted_in_metrics(make_app):
     from prometheus_client import REGISTRY
 
     def value(decision: str) -> float:
-        return REGISTRY.get_sample_value("bastion_ratelimit_decisions_total",
-                                         {"tier": "auth", "decision": decision}) or 0.0
+        return (
+            REGISTRY.get_sample_value("bastion_ratelimit_decisions_total", {"tier": "auth", "decision": decision})
+            or 0.0
+        )
 
     allowed, denied = value("allowed"), value("denied")
     async with serve(make_app(rate_limits={"auth": "1/minute"})) as http:

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from tests.conftest import serve
 
-PRODUCTION = {"env": "production", "crypto": {"keys": {"k": "A" * 43 + "="}, "active_key_id": "k"},
-              "allowed_hosts": ["api.example.com", "localhost"]}
+PRODUCTION = {
+    "env": "production",
+    "crypto": {"keys": {"k": "A" * 43 + "="}, "active_key_id": "k"},
+    "allowed_hosts": ["api.example.com", "localhost"],
+}
 
 
 async def test_unknown_path_is_a_404_problem(make_app):
@@ -15,9 +18,14 @@ async def test_unknown_path_is_a_404_problem(make_app):
     body = response.json()
     assert response.status_code == 404
     assert response.headers["content-type"] == "application/problem+json"
-    assert body == {"type": "/problems/not-found", "title": "Not found", "status": 404,
-                    "detail": "Nothing is served at this path.", "code": "NOT_FOUND",
-                    "request_id": response.headers["x-request-id"]}
+    assert body == {
+        "type": "/problems/not-found",
+        "title": "Not found",
+        "status": 404,
+        "detail": "Nothing is served at this path.",
+        "code": "NOT_FOUND",
+        "request_id": response.headers["x-request-id"],
+    }
 
 
 async def test_domain_errors_keep_their_code_and_detail(make_app):

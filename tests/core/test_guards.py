@@ -63,11 +63,21 @@ async def test_declared_body_over_the_limit_is_413_without_reading_it(make_app):
     async def send(message):
         sent.append(message)
 
-    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
-             "scheme": "http", "path": "/t/echo", "raw_path": b"/t/echo", "query_string": b"", "root_path": "",
-             "headers": [(b"host", b"localhost"), (b"content-type", b"application/json"),
-                         (b"content-length", b"2000")],
-             "client": ("198.51.100.7", 1), "server": ("127.0.0.1", 80), "state": {}}
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/t/echo",
+        "raw_path": b"/t/echo",
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"host", b"localhost"), (b"content-type", b"application/json"), (b"content-length", b"2000")],
+        "client": ("198.51.100.7", 1),
+        "server": ("127.0.0.1", 80),
+        "state": {},
+    }
     async with serve(app):
         await app(scope, receive, send)
     assert sent[0]["status"] == 413
@@ -99,8 +109,9 @@ async def test_a_route_group_may_raise_its_body_limit(make_app):
 async def test_body_that_is_not_json_is_415(make_app):
     """A JSON route given a form body gets 415 naming what it accepts."""
     async with serve(make_app()) as http:
-        response = await http.post("/t/echo", content=b"name=x",
-                                   headers={"content-type": "application/x-www-form-urlencoded"})
+        response = await http.post(
+            "/t/echo", content=b"name=x", headers={"content-type": "application/x-www-form-urlencoded"}
+        )
     body = _problem(response, 415, "UNSUPPORTED_MEDIA_TYPE")
     assert body["accepted"] == ["application/json"]
 
@@ -155,10 +166,21 @@ async def test_invalid_content_length_is_400(make_app):
     async def send(message):
         sent.append(message)
 
-    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
-             "scheme": "http", "path": "/t/echo", "raw_path": b"/t/echo", "query_string": b"", "root_path": "",
-             "headers": [(b"host", b"localhost"), (b"content-length", b"12abc")],
-             "client": ("198.51.100.7", 1), "server": ("127.0.0.1", 80), "state": {}}
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/t/echo",
+        "raw_path": b"/t/echo",
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"host", b"localhost"), (b"content-length", b"12abc")],
+        "client": ("198.51.100.7", 1),
+        "server": ("127.0.0.1", 80),
+        "state": {},
+    }
     async with serve(app):
         await app(scope, receive, send)
     assert sent[0]["status"] == 400

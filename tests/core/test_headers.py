@@ -32,8 +32,11 @@ async def test_hsts_only_in_production(make_app, make_settings):
     """Strict-Transport-Security is sent in production, not in development."""
     async with serve(make_app()) as http:
         assert "strict-transport-security" not in (await http.get("/health")).headers
-    production = make_settings(env="production", crypto={"keys": {"k": "A" * 43 + "="}, "active_key_id": "k"},
-                               allowed_hosts=["api.example.com", "localhost"])
+    production = make_settings(
+        env="production",
+        crypto={"keys": {"k": "A" * 43 + "="}, "active_key_id": "k"},
+        allowed_hosts=["api.example.com", "localhost"],
+    )
     async with serve(make_app(production)) as http:
         hsts = (await http.get("/health")).headers["strict-transport-security"]
     assert hsts == "max-age=31536000; includeSubDomains"
@@ -102,9 +105,14 @@ async def test_preflight_from_an_allowed_origin(make_app):
     """A preflight from an allowed origin gets 204 with the allowed methods and requested headers."""
     app = make_app(cors_origins=["https://app.example.com"])
     async with serve(app) as http:
-        response = await http.options("/t/echo", headers={
-            "Origin": "https://app.example.com", "Access-Control-Request-Method": "POST",
-            "Access-Control-Request-Headers": "content-type, idempotency-key"})
+        response = await http.options(
+            "/t/echo",
+            headers={
+                "Origin": "https://app.example.com",
+                "Access-Control-Request-Method": "POST",
+                "Access-Control-Request-Headers": "content-type, idempotency-key",
+            },
+        )
     assert response.status_code == 204
     assert "POST" in response.headers["access-control-allow-methods"]
     assert response.headers["access-control-allow-headers"] == "content-type, idempotency-key"
@@ -115,8 +123,9 @@ async def test_preflight_from_another_origin_is_refused(make_app):
     """A preflight from an origin outside the allow-list gets a 403 problem."""
     app = make_app(cors_origins=["https://app.example.com"])
     async with serve(app) as http:
-        response = await http.options("/t/echo", headers={
-            "Origin": "https://evil.example", "Access-Control-Request-Method": "POST"})
+        response = await http.options(
+            "/t/echo", headers={"Origin": "https://evil.example", "Access-Control-Request-Method": "POST"}
+        )
     assert response.status_code == 403
     assert "access-control-allow-origin" not in response.headers
 

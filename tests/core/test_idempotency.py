@@ -49,8 +49,9 @@ async def test_requests_without_a_key_are_not_deduplicated(make_app, idem_settin
 async def test_concurrent_duplicates_run_once(make_app, idem_settings):
     """Of concurrent requests with one key, one runs; the others get 409 or the replay, never a 2nd run."""
     async with serve(make_app(idem_settings)) as http:
-        responses = await asyncio.gather(*[
-            http.post("/t/idem", json={"name": "c"}, headers={"Idempotency-Key": "k-3"}) for _ in range(20)])
+        responses = await asyncio.gather(
+            *[http.post("/t/idem", json={"name": "c"}, headers={"Idempotency-Key": "k-3"}) for _ in range(20)]
+        )
     created = {r.json()["serial"] for r in responses if r.status_code == 201}
     assert len(created) == 1
     assert {r.status_code for r in responses} <= {201, 409}

@@ -41,17 +41,28 @@ async def test_slow_requests_are_warnings(make_app, logs):
 async def test_credentials_in_headers_never_reach_the_log(make_app, logs):
     """An Authorization header or cookie sent with a request appears nowhere in the log."""
     async with serve(make_app()) as http:
-        await http.get("/t/slow?seconds=0", headers={"Authorization": "Bearer sk-live-abcdef123456",
-                                                     "Cookie": "session=cookie-secret-999"})
+        await http.get(
+            "/t/slow?seconds=0",
+            headers={"Authorization": "Bearer sk-live-abcdef123456", "Cookie": "session=cookie-secret-999"},
+        )
     text = str(logs())
     assert "sk-live-abcdef123456" not in text and "cookie-secret-999" not in text
 
 
 def test_redaction_blanks_credential_keys_at_any_depth():
     """Keys naming credentials are redacted, nested ones too; counts stay readable."""
-    event = redact(None, "info", {"event": "x", "password": "pw", "api_key": "k",
-                                  "nested": {"Authorization": "Basic abc", "ok": "fine"},
-                                  "items": [{"refresh_token": "r"}], "prompt_tokens": 12})
+    event = redact(
+        None,
+        "info",
+        {
+            "event": "x",
+            "password": "pw",
+            "api_key": "k",
+            "nested": {"Authorization": "Basic abc", "ok": "fine"},
+            "items": [{"refresh_token": "r"}],
+            "prompt_tokens": 12,
+        },
+    )
     assert event["password"] == REDACTED and event["api_key"] == REDACTED
     assert event["nested"] == {"Authorization": REDACTED, "ok": "fine"}
     assert event["items"] == [{"refresh_token": REDACTED}]

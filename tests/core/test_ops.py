@@ -10,8 +10,11 @@ import pytest
 from tests.conftest import serve
 from tests.tcp_proxy import TcpProxy
 
-PRODUCTION = {"env": "production", "crypto": {"keys": {"k": "A" * 43 + "="}, "active_key_id": "k"},
-              "allowed_hosts": ["api.example.com", "localhost"]}
+PRODUCTION = {
+    "env": "production",
+    "crypto": {"keys": {"k": "A" * 43 + "="}, "active_key_id": "k"},
+    "allowed_hosts": ["api.example.com", "localhost"],
+}
 
 
 async def test_liveness_probes_are_cheap_and_pass(make_app):
@@ -91,8 +94,13 @@ async def test_metrics_expose_the_edge_instruments(make_app):
     assert 'bastion_http_requests_total{method="GET",route="/t/slow",status_class="2xx"}' in text
     assert 'bastion_http_requests_total{method="GET",route="<unmatched>",status_class="4xx"}' in text
     assert 'bastion_http_request_duration_seconds_bucket{le="0.001",method="GET",route="/t/slow"' in text
-    for name in ["bastion_http_requests_in_flight", "bastion_ratelimit_decisions_total",
-                 "bastion_ratelimit_bans_total", "bastion_circuit_breaker_state", "bastion_process_rss_bytes"]:
+    for name in [
+        "bastion_http_requests_in_flight",
+        "bastion_ratelimit_decisions_total",
+        "bastion_ratelimit_bans_total",
+        "bastion_circuit_breaker_state",
+        "bastion_process_rss_bytes",
+    ]:
         assert f"# TYPE {name}" in text, name
     assert "/no/such/path" not in text
 

@@ -32,8 +32,9 @@ class ClientMistake(Exception):
 def _breaker(clock: FakeClock, **kw) -> CircuitBreaker:
     kw.setdefault("failure_threshold", 3)
     kw.setdefault("reset_timeout", 10.0)
-    return CircuitBreaker(f"test-{uuid.uuid4().hex[:10]}", clock=clock,
-                          is_failure=lambda exc: isinstance(exc, Upstream), **kw)
+    return CircuitBreaker(
+        f"test-{uuid.uuid4().hex[:10]}", clock=clock, is_failure=lambda exc: isinstance(exc, Upstream), **kw
+    )
 
 
 async def _fail(breaker: CircuitBreaker, times: int = 1) -> None:

@@ -22,8 +22,11 @@ def short_path(rest: FromPath[str]) -> dict[str, int]:
 
 
 def _module(_platform: object, _settings: object) -> ModuleParts:
-    return ModuleParts(name="url-limits", route_handlers=[long_path, short_path],
-                       route_groups=[RouteGroup("/long", RoutePolicy(max_url_length=8192))])
+    return ModuleParts(
+        name="url-limits",
+        route_handlers=[long_path, short_path],
+        route_groups=[RouteGroup("/long", RoutePolicy(max_url_length=8192))],
+    )
 
 
 async def test_route_group_may_raise_its_url_limit(make_app):

@@ -9,8 +9,12 @@ from bastion.app import create_app
 from bastion.core.settings import Rate
 from bastion.settings import Settings
 
-SAFE = {"env": "production", "crypto": {"keys": {"k": "A" * 43 + "="}, "active_key_id": "k"},
-        "allowed_hosts": ["api.example.com"], "security_contact": "mailto:s@example.com"}
+SAFE = {
+    "env": "production",
+    "crypto": {"keys": {"k": "A" * 43 + "="}, "active_key_id": "k"},
+    "allowed_hosts": ["api.example.com"],
+    "security_contact": "mailto:s@example.com",
+}
 
 
 def test_default_tiers():
@@ -60,15 +64,18 @@ def test_safe_production_settings_have_no_errors():
     assert [p for p in Settings(_env_file=None, **SAFE).problems() if p.severity == "error"] == []
 
 
-@pytest.mark.parametrize(("override", "setting"), [
-    ({"crypto": {}}, "BASTION_CRYPTO__KEYS"),
-    ({"cors_origins": ["*"], "cors_allow_credentials": True}, "BASTION_CORS_ORIGINS"),
-    ({"allowed_hosts": []}, "BASTION_ALLOWED_HOSTS"),
-    ({"allowed_hosts": ["*"]}, "BASTION_ALLOWED_HOSTS"),
-    ({"allowed_hosts": ["localhost"]}, "BASTION_ALLOWED_HOSTS"),
-    ({"security_contact": None}, "BASTION_SECURITY_CONTACT"),
-    ({"crypto": {"keys": {"k": "A" * 43 + "="}, "active_key_id": "other"}}, "BASTION_CRYPTO__ACTIVE_KEY_ID"),
-])
+@pytest.mark.parametrize(
+    ("override", "setting"),
+    [
+        ({"crypto": {}}, "BASTION_CRYPTO__KEYS"),
+        ({"cors_origins": ["*"], "cors_allow_credentials": True}, "BASTION_CORS_ORIGINS"),
+        ({"allowed_hosts": []}, "BASTION_ALLOWED_HOSTS"),
+        ({"allowed_hosts": ["*"]}, "BASTION_ALLOWED_HOSTS"),
+        ({"allowed_hosts": ["localhost"]}, "BASTION_ALLOWED_HOSTS"),
+        ({"security_contact": None}, "BASTION_SECURITY_CONTACT"),
+        ({"crypto": {"keys": {"k": "A" * 43 + "="}, "active_key_id": "other"}}, "BASTION_CRYPTO__ACTIVE_KEY_ID"),
+    ],
+)
 def test_each_unsafe_production_setting_is_named(override, setting):
     """Every unsafe production setting is reported as an error naming the variable to fix."""
     problems = Settings(_env_file=None, **{**SAFE, **override}).problems()

@@ -28,8 +28,13 @@ PASSWORD = "correct horse battery staple"
 
 def _describe(request: Request[Any, Any, Any]) -> dict[str, Any]:
     principal = require_principal(cast("Any", request.scope))
-    return {"kind": principal.kind, "id": principal.id, "roles": sorted(principal.roles),
-            "scopes": sorted(principal.scopes), "attrs": dict(principal.attrs)}
+    return {
+        "kind": principal.kind,
+        "id": principal.id,
+        "roles": sorted(principal.roles),
+        "scopes": sorted(principal.scopes),
+        "attrs": dict(principal.attrs),
+    }
 
 
 @get("/t/id/whoami")
@@ -68,8 +73,9 @@ def identity_settings(make_settings: Callable[..., Settings]) -> Callable[..., S
 
 
 @pytest.fixture
-def identity_app(make_app: Callable[..., Bastion], identity_settings: Callable[..., Settings],
-                 database: dict[str, Any]) -> Callable[..., Bastion]:
+def identity_app(
+    make_app: Callable[..., Bastion], identity_settings: Callable[..., Settings], database: dict[str, Any]
+) -> Callable[..., Bastion]:
     """An app with the identity module and the probe routes, on the parametrised database."""
 
     def build(identity: dict[str, Any] | None = None, settings: Settings | None = None, **overrides: Any) -> Bastion:
@@ -85,8 +91,9 @@ def service_of(app: Bastion) -> IdentityService:
 
 def client_for(app: Bastion, address: str = "198.51.100.7") -> httpx.AsyncClient:
     """Another client of a running app (its own cookies, its own address)."""
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app, client=(address, 40000)),
-                             base_url="http://localhost")
+    return httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app, client=(address, 40000)), base_url="http://localhost"
+    )
 
 
 @asynccontextmanager
@@ -95,8 +102,9 @@ async def other_client(app: Bastion, address: str) -> AsyncIterator[httpx.AsyncC
         yield http
 
 
-async def register(http: httpx.AsyncClient, email: str = "ada@example.com", password: str = PASSWORD,
-                   mode: str = "token", **extra: Any) -> dict[str, Any]:
+async def register(
+    http: httpx.AsyncClient, email: str = "ada@example.com", password: str = PASSWORD, mode: str = "token", **extra: Any
+) -> dict[str, Any]:
     response = await http.post("/auth/register", json={"email": email, "password": password, "mode": mode, **extra})
     assert response.status_code == 201, response.text
     body: dict[str, Any] = response.json()

@@ -36,11 +36,18 @@ class Grant:
 
 @dataclass
 class FakeProvider:
-    user: dict[str, Any] = field(default_factory=lambda: {
-        "id": 4242, "login": "octo-cat", "name": "Octo Cat", "avatar_url": "https://avatars.example/4242",
-        "email": None})
-    emails: list[dict[str, Any]] = field(default_factory=lambda: [
-        {"email": "octo@example.com", "primary": True, "verified": True}])
+    user: dict[str, Any] = field(
+        default_factory=lambda: {
+            "id": 4242,
+            "login": "octo-cat",
+            "name": "Octo Cat",
+            "avatar_url": "https://avatars.example/4242",
+            "email": None,
+        }
+    )
+    emails: list[dict[str, Any]] = field(
+        default_factory=lambda: [{"email": "octo@example.com", "primary": True, "verified": True}]
+    )
     deny: bool = False
     behaviour: dict[str, str] = field(default_factory=dict)
     grants: dict[str, Grant] = field(default_factory=dict)
@@ -57,11 +64,21 @@ class FakeProvider:
 
     def settings(self, **overrides: Any) -> dict[str, Any]:
         """The provider's entry for BASTION_IDENTITY__OAUTH_PROVIDERS (GitHub-shaped userinfo)."""
-        return {"client_id": CLIENT_ID, "client_secret": CLIENT_SECRET, "authorize_url": f"{self.url}/authorize",
-                "token_url": f"{self.url}/token", "userinfo_url": f"{self.url}/user",
-                "emails_url": f"{self.url}/user/emails", "scope": "read:user user:email", "subject_field": "id",
-                "login_field": "login", "name_field": "name", "avatar_field": "avatar_url",
-                "email_verified_field": None, **overrides}
+        return {
+            "client_id": CLIENT_ID,
+            "client_secret": CLIENT_SECRET,
+            "authorize_url": f"{self.url}/authorize",
+            "token_url": f"{self.url}/token",
+            "userinfo_url": f"{self.url}/user",
+            "emails_url": f"{self.url}/user/emails",
+            "scope": "read:user user:email",
+            "subject_field": "id",
+            "login_field": "login",
+            "name_field": "name",
+            "avatar_field": "avatar_url",
+            "email_verified_field": None,
+            **overrides,
+        }
 
     async def start(self) -> None:
         self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
@@ -99,8 +116,7 @@ class FakeProvider:
         finally:
             writer.close()
 
-    def _route(self, method: str, target: str, headers: dict[str, str],
-               body: bytes) -> tuple[int, Any, dict[str, str]]:
+    def _route(self, method: str, target: str, headers: dict[str, str], body: bytes) -> tuple[int, Any, dict[str, str]]:
         parts = urlsplit(target)
         query = {k: v[0] for k, v in parse_qs(parts.query).items()}
         if method == "GET" and parts.path == "/authorize":
@@ -118,8 +134,12 @@ class FakeProvider:
         return 404, {"message": "Not Found"}, {}
 
     def _authorize(self, q: dict[str, str]) -> tuple[int, Any, dict[str, str]]:
-        if (q.get("client_id") != CLIENT_ID or q.get("response_type") != "code"
-                or q.get("code_challenge_method") != "S256" or not q.get("code_challenge")):
+        if (
+            q.get("client_id") != CLIENT_ID
+            or q.get("response_type") != "code"
+            or q.get("code_challenge_method") != "S256"
+            or not q.get("code_challenge")
+        ):
             return 400, {"error": "invalid_request"}, {}
         redirect = q["redirect_uri"]
         if self.deny:
@@ -137,21 +157,47 @@ class FakeProvider:
         grant = self.grants.get(form.get("code", ""))
         verifier = form.get("code_verifier", "")
         challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
-        if (grant is None or grant.used or grant.redirect_uri != form.get("redirect_uri")
-                or form.get("grant_type") != "authorization_code" or challenge != grant.challenge):
+        if (
+            grant is None
+            or grant.used
+            or grant.redirect_uri != form.get("redirect_uri")
+            or form.get("grant_type") != "authorization_code"
+            or challenge != grant.challenge
+        ):
             return 400, {"error": "invalid_grant", "error_description": "Bad code or verifier"}, {}
         grant.used = True
         access, refresh = "gho_" + secrets.token_urlsafe(24), "ghr_" + secrets.token_urlsafe(24)
         self.issued[access] = refresh
-        return 200, {"access_token": access, "token_type": "bearer", "expires_in": 28800, "refresh_token": refresh,
-                     "scope": "read:user,user:email"}, {}
+        return (
+            200,
+            {
+                "access_token": access,
+                "token_type": "bearer",
+                "expires_in": 28800,
+                "refresh_token": refresh,
+                "scope": "read:user,user:email",
+            },
+            {},
+        )
 
 
-async def _respond(writer: asyncio.StreamWriter, status: int, body: bytes, content_type: str,
-                   extra: dict[str, str] | None = None) -> None:
-    reason = {200: "OK", 302: "Found", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found",
-              500: "Internal Server Error"}.get(status, "Status")
-    head = [f"HTTP/1.1 {status} {reason}", f"Content-Type: {content_type}", f"Content-Length: {len(body)}",
-            "Connection: close", *(f"{k}: {v}" for k, v in (extra or {}).items())]
+async def _respond(
+    writer: asyncio.StreamWriter, status: int, body: bytes, content_type: str, extra: dict[str, str] | None = None
+) -> None:
+    reason = {
+        200: "OK",
+        302: "Found",
+        400: "Bad Request",
+        401: "Unauthorized",
+        404: "Not Found",
+        500: "Internal Server Error",
+    }.get(status, "Status")
+    head = [
+        f"HTTP/1.1 {status} {reason}",
+        f"Content-Type: {content_type}",
+        f"Content-Length: {len(body)}",
+        "Connection: close",
+        *(f"{k}: {v}" for k, v in (extra or {}).items()),
+    ]
     writer.write(("\r\n".join(head) + "\r\n\r\n").encode() + body)
     await writer.drain()

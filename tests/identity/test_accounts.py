@@ -29,15 +29,19 @@ async def test_invite_only_registration_needs_a_valid_invite(identity_app):
     async with serve(app) as http:
         owner = await _owner_session(app, http)
         without = await http.post("/auth/register", json={"email": "ada@example.com", "password": PASSWORD})
-        made = await http.post("/api/invites", json={"email": "ada@example.com", "role": "admin"},
-                               headers=bearer(owner["access_token"]))
+        made = await http.post(
+            "/api/invites", json={"email": "ada@example.com", "role": "admin"}, headers=bearer(owner["access_token"])
+        )
         invite = made.json()["token"]
-        wrong_address = await http.post("/auth/register", json={"email": "eve@example.com", "password": PASSWORD,
-                                                                "invite": invite})
-        joined = await http.post("/auth/register", json={"email": "ada@example.com", "password": PASSWORD,
-                                                         "invite": invite})
-        reused = await http.post("/auth/register", json={"email": "ada2@example.com", "password": PASSWORD,
-                                                         "invite": invite})
+        wrong_address = await http.post(
+            "/auth/register", json={"email": "eve@example.com", "password": PASSWORD, "invite": invite}
+        )
+        joined = await http.post(
+            "/auth/register", json={"email": "ada@example.com", "password": PASSWORD, "invite": invite}
+        )
+        reused = await http.post(
+            "/auth/register", json={"email": "ada2@example.com", "password": PASSWORD, "invite": invite}
+        )
     assert without.status_code == 403
     assert made.status_code == 201 and invite.startswith("bsi_")
     assert wrong_address.status_code == 422 and wrong_address.json()["errors"][0]["field"] == "invite"
@@ -67,8 +71,9 @@ async def test_disabling_a_user_stops_its_credentials_at_once(identity_app):
         owner = await _owner_session(app, http)
         assert (await http.get("/t/id/whoami", headers=bearer(key["key"]))).status_code == 200
         assert (await http.get("/t/id/whoami", headers=bearer(user["access_token"]))).status_code == 200
-        patched = await http.patch(f"/api/users/{user['user']['id']}", json={"disabled": True},
-                                   headers=bearer(owner["access_token"]))
+        patched = await http.patch(
+            f"/api/users/{user['user']['id']}", json={"disabled": True}, headers=bearer(owner["access_token"])
+        )
         by_key = await http.get("/t/id/whoami", headers=bearer(key["key"]))
         by_session = await http.get("/t/id/whoami", headers=bearer(user["access_token"]))
         login = await http.post("/auth/login", json={"email": "ada@example.com", "password": PASSWORD})
@@ -83,8 +88,9 @@ async def test_the_owner_cannot_be_demoted_or_disabled(identity_app):
     app = identity_app()
     async with serve(app) as http:
         owner = await _owner_session(app, http)
-        response = await http.patch(f"/api/users/{owner['user']['id']}", json={"disabled": True},
-                                    headers=bearer(owner["access_token"]))
+        response = await http.patch(
+            f"/api/users/{owner['user']['id']}", json={"disabled": True}, headers=bearer(owner["access_token"])
+        )
     assert response.status_code == 403
 
 
@@ -115,7 +121,13 @@ async def test_profile_is_the_user_behind_any_principal(identity_app):
         nobody = await identity.profile(app.platform, None)
     assert by_key == by_user
     assert (by_user.id, by_user.email, by_user.login, by_user.display_name, by_user.role, by_user.plan) == (
-        user["user"]["id"], "ada@example.com", "ada", "Ada Lovelace", "user", "free")
+        user["user"]["id"],
+        "ada@example.com",
+        "ada",
+        "Ada Lovelace",
+        "user",
+        "free",
+    )
     assert by_user.avatar_url is None and not by_user.is_owner
     assert service is None and nobody is None
 

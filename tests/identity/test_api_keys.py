@@ -109,8 +109,11 @@ async def test_expired_key_is_refused(identity_app):
         session = await register(http)
         key = await new_key(http, session["access_token"], expires_in_days=1)
         async with app.platform.db.session() as db, db.begin():
-            await db.execute(update(ApiKey).where(ApiKey.id == key["id"])
-                             .values(expires_at=dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)))
+            await db.execute(
+                update(ApiKey)
+                .where(ApiKey.id == key["id"])
+                .values(expires_at=dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1))
+            )
         response = await http.get("/t/id/whoami", headers=bearer(key["key"]))
     assert response.status_code == 401
 
@@ -156,13 +159,15 @@ async def test_revoked_key_is_refused_on_a_second_instance_at_once(identity_sett
     from tests.identity.conftest import probe_module
     from tests.support import routes_module
 
-    await _revoke_on_one_refuse_on_two(make_app(settings, extra=(routes_module, probe_module)),
-                                       make_app(settings, extra=(routes_module, probe_module)))
+    await _revoke_on_one_refuse_on_two(
+        make_app(settings, extra=(routes_module, probe_module)), make_app(settings, extra=(routes_module, probe_module))
+    )
 
 
 @pytest.mark.postgres
-async def test_revoked_key_is_refused_on_a_second_instance_over_postgres_notify(identity_settings, make_app,
-                                                                                postgres_url):
+async def test_revoked_key_is_refused_on_a_second_instance_over_postgres_notify(
+    identity_settings, make_app, postgres_url
+):
     """Two instances on PostgreSQL without Redis: LISTEN/NOTIFY carries the revocation at once."""
     settings = identity_settings(database_url=postgres_url, auto_migrate=True)
     from tests.identity.conftest import probe_module

@@ -23,8 +23,9 @@ async def _owner_count(app) -> int:
         return int(await db.scalar(text("SELECT count(*) FROM identity_users WHERE role = 'owner'")) or 0)
 
 
-async def test_first_start_creates_the_owner_once_and_prints_it_to_stderr(identity_settings, make_app, capsys, logs,
-                                                                          database):
+async def test_first_start_creates_the_owner_once_and_prints_it_to_stderr(
+    identity_settings, make_app, capsys, logs, database
+):
     """On an empty database the app creates the owner and prints its password once on stderr; the log
     never holds it; the printed credential signs in; a restart creates and prints nothing."""
     settings = identity_settings(identity={"bootstrap_owner": True, "owner_email": "boss@example.com"}, **database)
@@ -44,8 +45,9 @@ async def test_first_start_creates_the_owner_once_and_prints_it_to_stderr(identi
     assert "password:" not in capsys.readouterr().err
 
 
-async def test_bootstrap_on_an_unmigrated_database_does_not_stop_the_app(make_app, identity_settings, postgres_url,
-                                                                         logs):
+async def test_bootstrap_on_an_unmigrated_database_does_not_stop_the_app(
+    make_app, identity_settings, postgres_url, logs
+):
     """Without the identity tables (PostgreSQL not migrated) the app still serves and says what to run."""
     settings = identity_settings(identity={"bootstrap_owner": True}, database_url=postgres_url)
     app = make_app(settings, extra=(routes_module,))
@@ -59,8 +61,12 @@ async def test_bootstrap_on_an_unmigrated_database_does_not_stop_the_app(make_ap
 
 @pytest.fixture
 def cli_env(tmp_path):
-    return {"BASTION_DATA_DIR": str(tmp_path / "cli"), "BASTION_IDENTITY__ARGON2_TIME_COST": "1",
-            "BASTION_IDENTITY__ARGON2_MEMORY_KIB": "1024", "BASTION_LOG_FORMAT": "json"}
+    return {
+        "BASTION_DATA_DIR": str(tmp_path / "cli"),
+        "BASTION_IDENTITY__ARGON2_TIME_COST": "1",
+        "BASTION_IDENTITY__ARGON2_MEMORY_KIB": "1024",
+        "BASTION_LOG_FORMAT": "json",
+    }
 
 
 def _invoke(env, *args, stdin: str | None = None):
@@ -78,8 +84,9 @@ def test_cli_create_owner_once(cli_env):
 
 def test_cli_manages_users(cli_env):
     """create, set-plan, set-role, disable and list work from the command line."""
-    created = _invoke(cli_env, "users", "create", "--email", "ada@example.com", "--password-stdin",
-                      stdin="a long enough password\n")
+    created = _invoke(
+        cli_env, "users", "create", "--email", "ada@example.com", "--password-stdin", stdin="a long enough password\n"
+    )
     _invoke(cli_env, "users", "set-plan", "ada@example.com", "pro")
     _invoke(cli_env, "users", "set-role", "ada@example.com", "admin")
     _invoke(cli_env, "users", "disable", "ada@example.com")
@@ -99,8 +106,9 @@ def test_cli_reports_domain_errors_in_one_line(cli_env):
 def test_cli_creates_lists_and_revokes_keys(cli_env):
     """keys create prints the key once; keys list shows only its prefix; keys revoke removes it."""
     _invoke(cli_env, "users", "create", "--email", "ada@example.com")
-    created = _invoke(cli_env, "keys", "create", "--user", "ada@example.com", "--name", "ci", "--scope", "kv",
-                      "--app", "notes")
+    created = _invoke(
+        cli_env, "keys", "create", "--user", "ada@example.com", "--name", "ci", "--scope", "kv", "--app", "notes"
+    )
     key = re.search(r"key: (bsk_\S+)", created.output).group(1)
     key_id = re.search(r"id: (\w+)", created.output).group(1)
     listed = _invoke(cli_env, "keys", "list")
@@ -115,9 +123,13 @@ async def test_cli_revocation_reaches_a_running_instance_at_once(identity_settin
     """`bastion keys revoke` in another process's role: the running instance refuses the key right after."""
     data_dir = tmp_path / "shared"
     settings = identity_settings(redis_url=redis_url, data_dir=data_dir)
-    env = {"BASTION_DATA_DIR": str(data_dir), "BASTION_REDIS_URL": redis_url,
-           "BASTION_REDIS_PREFIX": settings.redis_prefix, "BASTION_IDENTITY__ARGON2_TIME_COST": "1",
-           "BASTION_IDENTITY__ARGON2_MEMORY_KIB": "1024"}
+    env = {
+        "BASTION_DATA_DIR": str(data_dir),
+        "BASTION_REDIS_URL": redis_url,
+        "BASTION_REDIS_PREFIX": settings.redis_prefix,
+        "BASTION_IDENTITY__ARGON2_TIME_COST": "1",
+        "BASTION_IDENTITY__ARGON2_MEMORY_KIB": "1024",
+    }
     app = make_app(settings, extra=(routes_module, probe_module))
     async with serve(app) as http:
         await asyncio.to_thread(_invoke, env, "users", "create", "--email", "ada@example.com")

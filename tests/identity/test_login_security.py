@@ -39,8 +39,9 @@ async def test_failed_login_log_lines_do_not_reveal_the_account(identity_app, lo
 @SQLITE_ONLY
 async def test_unknown_user_and_wrong_password_take_similar_time(identity_app):
     """With real argon2 work, a login for an unknown account takes within 2x of a wrong password."""
-    app = identity_app(identity={"argon2_time_cost": 2, "argon2_memory_kib": 16_384},
-                       rate_limits={"auth": "1000/minute"})
+    app = identity_app(
+        identity={"argon2_time_cost": 2, "argon2_memory_kib": 16_384}, rate_limits={"auth": "1000/minute"}
+    )
     async with serve(app) as http:
         await register(http)
         await http.post("/auth/login", json={"email": "nobody@example.com", "password": "warm-up-1"})
@@ -92,8 +93,10 @@ async def test_unknown_accounts_are_limited_like_real_ones(identity_app):
 async def test_login_is_limited_per_address(identity_app):
     """One address trying many accounts is stopped by the auth tier after five attempts."""
     async with serve(identity_app()) as http:
-        statuses = [(await http.post("/auth/login", json={"email": f"user{i}@example.com", "password": "x"}))
-                    .status_code for i in range(6)]
+        statuses = [
+            (await http.post("/auth/login", json={"email": f"user{i}@example.com", "password": "x"})).status_code
+            for i in range(6)
+        ]
         refused = await http.post("/auth/login", json={"email": "user9@example.com", "password": "x"})
     assert statuses == [401] * 5 + [429]
     assert refused.json()["code"] == "RATE_LIMITED" and refused.json()["tier"] == "auth"
@@ -111,8 +114,9 @@ async def test_per_account_limit_is_shared_by_instances(identity_settings, make_
         statuses = []
         for i in range(6):
             async with client_for(one if i % 2 else two, f"203.0.113.{i + 1}") as http:
-                statuses.append((await http.post("/auth/login", json={"email": "ada@example.com",
-                                                                      "password": "x"})).status_code)
+                statuses.append(
+                    (await http.post("/auth/login", json={"email": "ada@example.com", "password": "x"})).status_code
+                )
     assert statuses == [401] * 5 + [429]
 
 
@@ -122,8 +126,7 @@ async def test_sign_in_outcomes_are_counted(identity_app):
     from prometheus_client import REGISTRY
 
     def count(outcome: str) -> float:
-        return REGISTRY.get_sample_value("bastion_identity_events_total",
-                                         {"event": "login", "outcome": outcome}) or 0.0
+        return REGISTRY.get_sample_value("bastion_identity_events_total", {"event": "login", "outcome": outcome}) or 0.0
 
     failed, ok = count("failed"), count("ok")
     async with serve(identity_app()) as http:

@@ -133,8 +133,12 @@ async def test_state_is_single_use(oauth_app):
     async with serve(oauth_app()) as http:
         back = await authorize((await start(http)).headers["location"])
         first = await http.get(back)
-        http.cookies.set("bastion_oauth_state", parse_qs(urlsplit(back).query)["state"][0], domain="localhost",
-                         path="/auth/callback/fake")
+        http.cookies.set(
+            "bastion_oauth_state",
+            parse_qs(urlsplit(back).query)["state"][0],
+            domain="localhost",
+            path="/auth/callback/fake",
+        )
         replay = await http.get(back)
     assert first.status_code == 302
     assert replay.status_code == 400 and replay.json()["code"] == "OAUTH_STATE_INVALID"
@@ -222,8 +226,9 @@ async def test_signed_in_user_links_a_provider(oauth_app):
     """Starting the flow while signed in links the provider account to that user."""
     async with serve(oauth_app()) as http:
         await register(http, email="octo@example.com")
-        login = await http.post("/auth/login", json={"email": "octo@example.com", "password": PASSWORD,
-                                                     "mode": "cookie"})
+        login = await http.post(
+            "/auth/login", json={"email": "octo@example.com", "password": PASSWORD, "mode": "cookie"}
+        )
         user_id = login.json()["user"]["id"]
         await sign_in(http)
         http.cookies.clear()
@@ -248,10 +253,13 @@ async def test_stored_provider_tokens_are_unreadable_without_the_key(oauth_app, 
         await sign_in(http)
         user_id = (await http.get("/t/id/whoami")).json()["id"]
         async with app.platform.db.session() as db:
-            row = (await db.execute(text("SELECT id, access_token, refresh_token FROM identity_oauth_accounts")))\
-                .mappings().one()
+            row = (
+                (await db.execute(text("SELECT id, access_token, refresh_token FROM identity_oauth_accounts")))
+                .mappings()
+                .one()
+            )
         handed = await identity_service.oauth_access_token(app.platform, user_id, "fake")
-    (access, refresh), = provider.issued.items()
+    ((access, refresh),) = provider.issued.items()
     blob, refresh_blob = bytes(row["access_token"]), bytes(row["refresh_token"])
     assert access.encode() not in blob and refresh.encode() not in refresh_blob
     assert handed == access
@@ -274,12 +282,19 @@ async def test_old_ciphertexts_stay_readable_after_key_rotation(oauth_app, provi
         async with app.platform.db.session() as db:
             row = (await db.execute(text("SELECT id, access_token FROM identity_oauth_accounts"))).mappings().one()
     rotated = Keyring.from_settings(
-        identity_settings(crypto={"keys": {"2025": old_key, "2026": base64.b64encode(os.urandom(32)).decode()},
-                                  "active_key_id": "2026"}).crypto, app.settings.data_dir)
+        identity_settings(
+            crypto={
+                "keys": {"2025": old_key, "2026": base64.b64encode(os.urandom(32)).decode()},
+                "active_key_id": "2026",
+            }
+        ).crypto,
+        app.settings.data_dir,
+    )
     blob = bytes(row["access_token"])
     assert Keyring.key_id_of(blob) == "2025"
-    assert rotated.decrypt(blob, context=identity_service.token_context(row["id"], "access")).decode() \
-        in provider.issued
+    assert (
+        rotated.decrypt(blob, context=identity_service.token_context(row["id"], "access")).decode() in provider.issued
+    )
 
 
 @SQLITE_ONLY

@@ -119,8 +119,10 @@ async def test_a_database_outage_is_503_not_an_unknown_key(identity_settings, ma
     proxy = TcpProxy(target.hostname or "127.0.0.1", target.port or 5432)
     await proxy.start()
     url = postgres_url.replace(f"{target.hostname}:{target.port or 5432}", f"127.0.0.1:{proxy.port}")
-    app = make_app(identity_settings(database_url=url, auto_migrate=True, db_timeout_seconds=1.0),
-                   extra=(routes_module, probe_module))
+    app = make_app(
+        identity_settings(database_url=url, auto_migrate=True, db_timeout_seconds=1.0),
+        extra=(routes_module, probe_module),
+    )
     try:
         async with serve(app) as http:
             session = await register(http)

@@ -123,14 +123,21 @@ async def test_changing_the_password_ends_every_session(identity_app):
     """POST /auth/password needs the current password, then old sessions and the old password stop working."""
     async with serve(identity_app()) as http:
         session = await register(http)
-        wrong = await http.post("/auth/password", headers=bearer(session["access_token"]),
-                                json={"current_password": "not it", "new_password": "a brand new passphrase"})
-        done = await http.post("/auth/password", headers=bearer(session["access_token"]),
-                               json={"current_password": PASSWORD, "new_password": "a brand new passphrase"})
+        wrong = await http.post(
+            "/auth/password",
+            headers=bearer(session["access_token"]),
+            json={"current_password": "not it", "new_password": "a brand new passphrase"},
+        )
+        done = await http.post(
+            "/auth/password",
+            headers=bearer(session["access_token"]),
+            json={"current_password": PASSWORD, "new_password": "a brand new passphrase"},
+        )
         old_access = await http.get("/t/id/whoami", headers=bearer(session["access_token"]))
         old_password = await http.post("/auth/login", json={"email": "ada@example.com", "password": PASSWORD})
-        new_password = await http.post("/auth/login", json={"email": "ada@example.com",
-                                                            "password": "a brand new passphrase"})
+        new_password = await http.post(
+            "/auth/login", json={"email": "ada@example.com", "password": "a brand new passphrase"}
+        )
     assert wrong.status_code == 401 and done.status_code == 204
     assert old_access.status_code == 401
     assert old_password.status_code == 401 and new_password.status_code == 200
@@ -145,8 +152,9 @@ async def test_cookie_mode_sets_hardened_cookies(identity_app):
     cookie, and puts no token in the body."""
     async with serve(identity_app()) as http:
         await register(http)
-        response = await http.post("/auth/login", json={"email": "ada@example.com", "password": PASSWORD,
-                                                        "mode": "cookie"})
+        response = await http.post(
+            "/auth/login", json={"email": "ada@example.com", "password": PASSWORD, "mode": "cookie"}
+        )
     cookies = {c.split("=", 1)[0]: c.lower() for c in response.headers.get_list("set-cookie")}
     assert "httponly" in cookies["bastion_access"] and "samesite=lax" in cookies["bastion_access"]
     assert "path=/auth" in cookies["bastion_refresh"] and "httponly" in cookies["bastion_refresh"]
@@ -159,12 +167,16 @@ async def test_cookie_mode_sets_hardened_cookies(identity_app):
 @SQLITE_ONLY
 async def test_cookies_are_secure_in_production(identity_app):
     """In production every session cookie is Secure."""
-    app = identity_app(env="production", crypto={"keys": {"k": "A" * 43 + "="}, "active_key_id": "k"},
-                       allowed_hosts=["api.example.com", "localhost"])
+    app = identity_app(
+        env="production",
+        crypto={"keys": {"k": "A" * 43 + "="}, "active_key_id": "k"},
+        allowed_hosts=["api.example.com", "localhost"],
+    )
     async with serve(app) as http:
         await register(http)
-        response = await http.post("/auth/login", json={"email": "ada@example.com", "password": PASSWORD,
-                                                        "mode": "cookie"})
+        response = await http.post(
+            "/auth/login", json={"email": "ada@example.com", "password": PASSWORD, "mode": "cookie"}
+        )
     cookies = response.headers.get_list("set-cookie")
     assert len(cookies) == 3 and all("secure" in c.lower() for c in cookies)
 
@@ -174,8 +186,9 @@ async def cookie_session(identity_app):
     """A running app and a browser-like client signed in with cookies; yields (client, csrf token)."""
     async with serve(identity_app()) as http:
         await register(http)
-        response = await http.post("/auth/login", json={"email": "ada@example.com", "password": PASSWORD,
-                                                        "mode": "cookie"})
+        response = await http.post(
+            "/auth/login", json={"email": "ada@example.com", "password": PASSWORD, "mode": "cookie"}
+        )
         yield http, response.json()["csrf_token"]
 
 
@@ -227,10 +240,12 @@ async def test_a_csrf_token_of_another_session_is_refused(identity_app):
         await register(http)
         await register(http, email="mallory@example.com")
         async with client_for(app) as victim, client_for(app) as attacker:
-            await victim.post("/auth/login", json={"email": "ada@example.com", "password": PASSWORD,
-                                                   "mode": "cookie"})
-            theirs = (await attacker.post("/auth/login", json={"email": "mallory@example.com", "password": PASSWORD,
-                                                               "mode": "cookie"})).json()["csrf_token"]
+            await victim.post("/auth/login", json={"email": "ada@example.com", "password": PASSWORD, "mode": "cookie"})
+            theirs = (
+                await attacker.post(
+                    "/auth/login", json={"email": "mallory@example.com", "password": PASSWORD, "mode": "cookie"}
+                )
+            ).json()["csrf_token"]
             victim.cookies.set("bastion_csrf", theirs, domain="localhost")
             response = await victim.post("/t/id/whoami", headers={"X-CSRF-Token": theirs})
     assert response.status_code == 403 and response.json()["code"] == "CSRF_FAILED"
@@ -288,8 +303,11 @@ async def test_ended_sessions_are_purged_with_their_tokens(identity_app):
         live = await register(http, email="eve@example.com")
         await http.post("/auth/refresh", json={"refresh_token": old["refresh_token"]})
         async with app.platform.db.session() as db, db.begin():
-            await db.execute(update(AuthSession).where(AuthSession.user_id == old["user"]["id"])
-                             .values(expires_at=dt.datetime.now(dt.UTC) - dt.timedelta(days=2)))
+            await db.execute(
+                update(AuthSession)
+                .where(AuthSession.user_id == old["user"]["id"])
+                .values(expires_at=dt.datetime.now(dt.UTC) - dt.timedelta(days=2))
+            )
         purged = await service_of(app).purge_expired()
         async with app.platform.db.session() as db:
             sessions = await db.scalar(text("SELECT count(*) FROM identity_sessions"))

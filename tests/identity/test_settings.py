@@ -7,8 +7,12 @@ import pytest
 from bastion.app import create_app
 from bastion.settings import Settings
 
-SAFE = {"env": "production", "crypto": {"keys": {"k": "A" * 43 + "="}, "active_key_id": "k"},
-        "allowed_hosts": ["api.example.com"], "security_contact": "mailto:s@example.com"}
+SAFE = {
+    "env": "production",
+    "crypto": {"keys": {"k": "A" * 43 + "="}, "active_key_id": "k"},
+    "allowed_hosts": ["api.example.com"],
+    "security_contact": "mailto:s@example.com",
+}
 PROVIDER = {"client_id": "id", "client_secret": "secret", "preset": "github"}
 
 
@@ -20,20 +24,36 @@ def _errors(**identity) -> dict[str, str]:
 def test_safe_production_identity_settings_have_no_errors():
     """Without a JWT secret the signing keys derive from the configured master keys: nothing to fix."""
     assert _errors() == {}
-    assert _errors(jwt_secret="x" * 48, oauth_providers={"github": PROVIDER},
-                   public_url="https://app.example.com") == {}
+    assert (
+        _errors(jwt_secret="x" * 48, oauth_providers={"github": PROVIDER}, public_url="https://app.example.com") == {}
+    )
 
 
-@pytest.mark.parametrize(("identity", "setting"), [
-    ({"jwt_secret": "too-short"}, "BASTION_IDENTITY__JWT_SECRET"),
-    ({"jwt_secret": "x" * 48, "jwt_previous_secrets": ["short"]}, "BASTION_IDENTITY__JWT_PREVIOUS_SECRETS"),
-    ({"services": {"cron": {"secret": "guessable"}}}, "BASTION_IDENTITY__SERVICES"),
-    ({"cookie_secure": False}, "BASTION_IDENTITY__COOKIE_SECURE"),
-    ({"oauth_providers": {"github": PROVIDER}}, "BASTION_IDENTITY__PUBLIC_URL"),
-    ({"oauth_providers": {"x": {**PROVIDER, "preset": "custom", "authorize_url": "http://idp.example/a",
-                                "token_url": "https://idp.example/t", "userinfo_url": "https://idp.example/u"}},
-      "public_url": "https://app.example.com"}, "BASTION_IDENTITY__OAUTH_PROVIDERS"),
-])
+@pytest.mark.parametrize(
+    ("identity", "setting"),
+    [
+        ({"jwt_secret": "too-short"}, "BASTION_IDENTITY__JWT_SECRET"),
+        ({"jwt_secret": "x" * 48, "jwt_previous_secrets": ["short"]}, "BASTION_IDENTITY__JWT_PREVIOUS_SECRETS"),
+        ({"services": {"cron": {"secret": "guessable"}}}, "BASTION_IDENTITY__SERVICES"),
+        ({"cookie_secure": False}, "BASTION_IDENTITY__COOKIE_SECURE"),
+        ({"oauth_providers": {"github": PROVIDER}}, "BASTION_IDENTITY__PUBLIC_URL"),
+        (
+            {
+                "oauth_providers": {
+                    "x": {
+                        **PROVIDER,
+                        "preset": "custom",
+                        "authorize_url": "http://idp.example/a",
+                        "token_url": "https://idp.example/t",
+                        "userinfo_url": "https://idp.example/u",
+                    }
+                },
+                "public_url": "https://app.example.com",
+            },
+            "BASTION_IDENTITY__OAUTH_PROVIDERS",
+        ),
+    ],
+)
 def test_each_unsafe_identity_setting_is_named(identity, setting):
     """Every unsafe identity setting in production is an error naming the variable to fix."""
     assert setting in _errors(**identity)
@@ -48,8 +68,9 @@ def test_production_refuses_to_start_with_insecure_cookies(tmp_path):
 
 def test_provider_presets_fill_the_endpoints():
     """A github or google preset needs only the client credentials."""
-    settings = Settings(_env_file=None, identity={"oauth_providers": {
-        "github": PROVIDER, "google": {**PROVIDER, "preset": "google"}}})
+    settings = Settings(
+        _env_file=None, identity={"oauth_providers": {"github": PROVIDER, "google": {**PROVIDER, "preset": "google"}}}
+    )
     github, google = settings.identity.oauth_providers["github"], settings.identity.oauth_providers["google"]
     assert github.token_url == "https://github.com/login/oauth/access_token" and github.emails_url
     assert google.userinfo_url.startswith("https://openidconnect.googleapis.com/")

@@ -47,8 +47,9 @@ async def test_expired_token_is_rejected(signed_in):
     """A correctly signed token past its exp is refused."""
     http, app, session = signed_in
     past = time.time() - 3600
-    token, _ = service_of(app).signer.issue(user_id=session["user"]["id"], session_id=_claims(session)["sid"],
-                                            ttl=60, now=past)
+    token, _ = service_of(app).signer.issue(
+        user_id=session["user"]["id"], session_id=_claims(session)["sid"], ttl=60, now=past
+    )
     await _refused(http, token)
 
 

@@ -34,20 +34,25 @@ def free_port() -> int:
 
 def server_env(data_dir: Path, **settings: str) -> dict[str, str]:
     """The test process's environment without any BASTION_* setting, plus the given ones."""
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith("BASTION_") and k != "PROMETHEUS_MULTIPROC_DIR"}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BASTION_") and k != "PROMETHEUS_MULTIPROC_DIR"}
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
     env["PYTHONUNBUFFERED"] = "1"
-    env.update({"BASTION_DATA_DIR": str(data_dir), "BASTION_LOG_FORMAT": "json",
-                "BASTION_SECURITY_CONTACT": "mailto:security@example.com"})
+    env.update(
+        {
+            "BASTION_DATA_DIR": str(data_dir),
+            "BASTION_LOG_FORMAT": "json",
+            "BASTION_SECURITY_CONTACT": "mailto:security@example.com",
+        }
+    )
     env.update({f"BASTION_{name.upper()}": value for name, value in settings.items()})
     return env
 
 
 def bastion(*args: str, env: dict[str, str], cwd: Path, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
     """Run one ``bastion`` command to completion."""
-    return subprocess.run([sys.executable, "-m", "bastion", *args], env=env, cwd=cwd, capture_output=True,
-                          text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "bastion", *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout
+    )
 
 
 class ServerProcess:
@@ -58,8 +63,9 @@ class ServerProcess:
         self.base_url = f"http://127.0.0.1:{port}"
         self.log_path = log
         self._log = log.open("wb")
-        self.proc = subprocess.Popen(list(command), env=env, cwd=cwd, stdout=self._log, stderr=subprocess.STDOUT,
-                                     start_new_session=True)
+        self.proc = subprocess.Popen(
+            list(command), env=env, cwd=cwd, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
+        )
 
     @property
     def pid(self) -> int:
@@ -70,8 +76,9 @@ class ServerProcess:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise AssertionError(f"server exited with {self.proc.returncode} before it was ready:\n"
-                                     f"{self.output()[-4000:]}")
+                raise AssertionError(
+                    f"server exited with {self.proc.returncode} before it was ready:\n{self.output()[-4000:]}"
+                )
             try:
                 if httpx.get(f"{self.base_url}/health/ready", timeout=2.0).status_code == 200:
                     return
@@ -120,10 +127,12 @@ def start_server(module_tmp: Path) -> Iterator[Any]:
     """Start servers for the module; every one is killed (whole process group) at teardown."""
     started: list[ServerProcess] = []
 
-    def start(command: Sequence[str], *, env: dict[str, str], port: int, cwd: Path | None = None,
-              name: str = "server") -> ServerProcess:
-        server = ServerProcess(command, env=env, cwd=cwd or module_tmp, port=port,
-                               log=module_tmp / f"{name}-{port}.log")
+    def start(
+        command: Sequence[str], *, env: dict[str, str], port: int, cwd: Path | None = None, name: str = "server"
+    ) -> ServerProcess:
+        server = ServerProcess(
+            command, env=env, cwd=cwd or module_tmp, port=port, log=module_tmp / f"{name}-{port}.log"
+        )
         started.append(server)
         return server
 

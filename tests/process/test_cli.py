@@ -17,8 +17,7 @@ pytestmark = pytest.mark.slow
 
 # no master key, '*' CORS with credentials, only local allowed hosts (the default), no security contact
 UNSAFE = {"env": "production", "cors_origins": "*", "cors_allow_credentials": "true"}
-UNSAFE_SETTINGS = ("BASTION_CRYPTO__KEYS", "BASTION_CORS_ORIGINS", "BASTION_ALLOWED_HOSTS",
-                   "BASTION_SECURITY_CONTACT")
+UNSAFE_SETTINGS = ("BASTION_CRYPTO__KEYS", "BASTION_CORS_ORIGINS", "BASTION_ALLOWED_HOSTS", "BASTION_SECURITY_CONTACT")
 SAFE = {
     "env": "production",
     "crypto__keys": '{"k1": "' + base64.b64encode(b"k" * 32).decode() + '"}',
@@ -115,25 +114,33 @@ def test_readme_serve_command_answers_ready_on_the_embedded_default(tmp_path: Pa
     """``python3 dev.py serve`` (the README's command) answers /health/ready 200, and exits 0 on SIGTERM."""
     port = free_port()
     python3 = getattr(sys, "_base_executable", sys.executable)  # the machine's python3, not the venv's
-    server = start_server([python3, "dev.py", "serve", "--port", str(port)], env=_env(tmp_path), port=port,
-                          cwd=ROOT, name="readme")
+    server = start_server(
+        [python3, "dev.py", "serve", "--port", str(port)], env=_env(tmp_path), port=port, cwd=ROOT, name="readme"
+    )
     server.wait_ready(timeout=480)  # dev.py runs `uv sync` first, which may install the bench group
     server.proc.send_signal(signal.SIGTERM)
     assert server.wait_exit(timeout=40) == 0, server.output()[-3000:]
 
 
-
-@pytest.mark.parametrize(("server", "option", "expected"), [
-    ("granian", (), "uvloop.Loop"),
-    ("granian", ("--loop", "asyncio"), "asyncio.unix_events._UnixSelectorEventLoop"),
-    ("uvicorn", (), "uvloop.Loop"),
-    ("uvicorn", ("--loop", "asyncio"), "asyncio.unix_events._UnixSelectorEventLoop"),
-])
-def test_serve_runs_the_workers_on_the_chosen_event_loop(tmp_path: Path, start_server: Any, server: str,
-                                                         option: tuple[str, ...], expected: str) -> None:
+@pytest.mark.parametrize(
+    ("server", "option", "expected"),
+    [
+        ("granian", (), "uvloop.Loop"),
+        ("granian", ("--loop", "asyncio"), "asyncio.unix_events._UnixSelectorEventLoop"),
+        ("uvicorn", (), "uvloop.Loop"),
+        ("uvicorn", ("--loop", "asyncio"), "asyncio.unix_events._UnixSelectorEventLoop"),
+    ],
+)
+def test_serve_runs_the_workers_on_the_chosen_event_loop(
+    tmp_path: Path, start_server: Any, server: str, option: tuple[str, ...], expected: str
+) -> None:
     port = free_port()
-    started = start_server(serve_command("--server", server, "--port", str(port), *option), env=_env(tmp_path),
-                           port=port, name=f"loop-{server}")
+    started = start_server(
+        serve_command("--server", server, "--port", str(port), *option),
+        env=_env(tmp_path),
+        port=port,
+        name=f"loop-{server}",
+    )
     started.wait_ready()
     assert httpx.get(f"{started.base_url}/t/loop", timeout=5).json() == {"loop": expected}
     assert f"({server}, {expected.split('.')[0]}," in started.output()  # the banner names the loop

@@ -79,8 +79,10 @@ async def _run(base_url: str, pid: int, wait_exit: Any, port: int) -> Shutdown:
             first_tick.set()
 
     timeout = httpx.Timeout(GRACE_SECONDS + 20)
-    async with httpx.AsyncClient(base_url=base_url, timeout=timeout) as client, \
-            httpx.AsyncClient(base_url=base_url, timeout=timeout) as probe:
+    async with (
+        httpx.AsyncClient(base_url=base_url, timeout=timeout) as client,
+        httpx.AsyncClient(base_url=base_url, timeout=timeout) as probe,
+    ):
         tasks = [asyncio.create_task(stream(client))]
         await asyncio.wait_for(first_tick.wait(), timeout=20)
         tasks += [asyncio.create_task(slow(client)) for _ in range(SLOW_REQUESTS)]
@@ -108,14 +110,17 @@ def shutdown(request: pytest.FixtureRequest, start_server: Any, module_tmp: Any)
     name = request.param
     port = free_port()
     env = server_env(module_tmp / f"data-{name}", shutdown_grace_seconds=str(GRACE_SECONDS))
-    server = start_server(serve_command("--server", name, "--port", str(port)), env=env, port=port,
-                          name=f"shutdown-{name}")
+    server = start_server(
+        serve_command("--server", name, "--port", str(port)), env=env, port=port, name=f"shutdown-{name}"
+    )
     server.wait_ready()
     seen = asyncio.run(_run(server.base_url, server.pid, server.wait_exit, port))
     seen.logs = server.json_lines()
     seen.output = server.output()
-    print(f"\n{name}: stream closed {seen.stream_closed_after:.2f}s, slow requests done "
-          f"{[round(s[1], 2) for s in seen.slow]}s, exit {seen.exit_code} {seen.exit_after:.2f}s after SIGTERM")
+    print(
+        f"\n{name}: stream closed {seen.stream_closed_after:.2f}s, slow requests done "
+        f"{[round(s[1], 2) for s in seen.slow]}s, exit {seen.exit_code} {seen.exit_after:.2f}s after SIGTERM"
+    )
     return seen
 
 

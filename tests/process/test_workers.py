@@ -32,8 +32,13 @@ MAX_FIRST = 2000
 SECOND_BATCH = 50
 DEAD_PID = 2**31 - 7  # far above any pid_max: no such process
 # the key the live counter writes (prometheus_client drops "_total" from the metric's own name)
-METRIC_KEY = mmap_key("bastion_http_requests", "bastion_http_requests_total",
-                      ["method", "route", "status_class"], ["GET", "/t/slow", "2xx"], "HTTP requests served")
+METRIC_KEY = mmap_key(
+    "bastion_http_requests",
+    "bastion_http_requests_total",
+    ["method", "route", "status_class"],
+    ["GET", "/t/slow", "2xx"],
+    "HTTP requests served",
+)
 
 
 def _count(text: str) -> float:
@@ -103,8 +108,12 @@ def workers(request: pytest.FixtureRequest, start_server: Any, module_tmp: Path)
     port = free_port()
     data_dir = module_tmp / f"data-workers-{request.param}"
     env = server_env(data_dir, rate_limits__general="100000/minute")
-    server = start_server(serve_command("--server", request.param, "--workers", "2", "--port", str(port)),
-                          env=env, port=port, name=f"workers-{request.param}")
+    server = start_server(
+        serve_command("--server", request.param, "--workers", "2", "--port", str(port)),
+        env=env,
+        port=port,
+        name=f"workers-{request.param}",
+    )
     server.wait_ready()
     seen.metrics_dir = data_dir.resolve() / "metrics"
     deadline = time.monotonic() + 60
@@ -121,8 +130,9 @@ def workers(request: pytest.FixtureRequest, start_server: Any, module_tmp: Path)
         seen.first_total += CHUNK
     seen.first_scrapes = _scrape_until(server.base_url, seen.first_total)
     seen.first_scrapes += [_scrape(server.base_url)[0] for _ in range(8)]
-    seen.workers_seen = {int(pid) for pid in re.findall(r'bastion_process_rss_bytes\{pid="(\d+)"\}',
-                                                         _scrape(server.base_url)[1])}
+    seen.workers_seen = {
+        int(pid) for pid in re.findall(r'bastion_process_rss_bytes\{pid="(\d+)"\}', _scrape(server.base_url)[1])
+    }
 
     before = _workers(server.pid)
     seen.dead_pid = min(before)
@@ -144,8 +154,10 @@ def workers(request: pytest.FixtureRequest, start_server: Any, module_tmp: Path)
     seen.statuses += asyncio.run(_send(server.base_url, SECOND_BATCH))
     seen.final_scrapes = _scrape_until(server.base_url, seen.first_total + SECOND_BATCH)
     seen.final_scrapes += [_scrape(server.base_url)[0] for _ in range(8)]
-    print(f"\nworker {seen.dead_pid} had served {seen.dead_worker_count:.0f} of {seen.first_total}; scrapes after "
-          f"the kill: {seen.scrapes_after_kill}")
+    print(
+        f"\nworker {seen.dead_pid} had served {seen.dead_worker_count:.0f} of {seen.first_total}; scrapes after "
+        f"the kill: {seen.scrapes_after_kill}"
+    )
     return seen
 
 
@@ -172,8 +184,9 @@ def test_counter_never_goes_backwards_when_a_worker_dies(workers: Workers) -> No
     """After one worker is SIGKILLed and replaced, the total for the route stays where it was."""
     assert 0 < workers.dead_worker_count < workers.first_total, "the killed worker must have served part of the batch"
     assert workers.scrapes_after_kill, "no scrape after the kill"
-    assert workers.scrapes_after_kill == [workers.first_total] * len(workers.scrapes_after_kill), \
+    assert workers.scrapes_after_kill == [workers.first_total] * len(workers.scrapes_after_kill), (
         workers.scrapes_after_kill
+    )
 
 
 @pytest.mark.slow

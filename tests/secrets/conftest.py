@@ -64,8 +64,9 @@ class Stack:
     def with_settings(self, **overrides: Any) -> SecretsService:
         """Another service on the same backend and clock, with other settings."""
         settings = SecretsSettings(**{**FAST_ARGON2, **overrides})
-        return SecretsService(self.backend, keyring=self.service.keyring, store=self.store, settings=settings,
-                              clock=self.clock)
+        return SecretsService(
+            self.backend, keyring=self.service.keyring, store=self.store, settings=settings, clock=self.clock
+        )
 
 
 def keyring() -> Keyring:
@@ -94,8 +95,9 @@ def service_urls(backend_kind: str, request: pytest.FixtureRequest) -> dict[str,
 
 
 @pytest.fixture
-async def stack(backend_kind: str, service_urls: dict[str, str],
-                make_settings: Callable[..., Settings]) -> AsyncIterator[Stack]:
+async def stack(
+    backend_kind: str, service_urls: dict[str, str], make_settings: Callable[..., Settings]
+) -> AsyncIterator[Stack]:
     """A SecretsService over the parametrised backend, with a fake clock and an in-process lock store."""
     clock = FakeClock()
     settings = SecretsSettings(**FAST_ARGON2)
@@ -108,8 +110,15 @@ async def stack(backend_kind: str, service_urls: dict[str, str],
         prefix = f"tsec{uuid.uuid4().hex[:10]}:"
         backend: SecretBackend = RedisBackend(client, prefix=prefix, retention_ms=3_600_000)
         store = MemoryStore()
-        yield Stack(backend_kind, backend, SecretsService(backend, keyring=ring, store=store, settings=settings,
-                                                          clock=clock), clock, store, redis=client, prefix=prefix)
+        yield Stack(
+            backend_kind,
+            backend,
+            SecretsService(backend, keyring=ring, store=store, settings=settings, clock=clock),
+            clock,
+            store,
+            redis=client,
+            prefix=prefix,
+        )
         keys = [key async for key in client.scan_iter(match=prefix + "*")]
         if keys:
             await client.delete(*keys)
@@ -117,30 +126,43 @@ async def stack(backend_kind: str, service_urls: dict[str, str],
         return
     from bastion.secrets.backends.sql import SqlBackend
 
-    db = await migrated_database(make_settings(database_url=service_urls.get("database_url"), db_pool_size=20,
-                                               db_max_overflow=20))
+    db = await migrated_database(
+        make_settings(database_url=service_urls.get("database_url"), db_pool_size=20, db_max_overflow=20)
+    )
     backend = SqlBackend(db)
     store = MemoryStore()
     try:
-        yield Stack(backend_kind, backend, SecretsService(backend, keyring=ring, store=store, settings=settings,
-                                                          clock=clock), clock, store, db=db)
+        yield Stack(
+            backend_kind,
+            backend,
+            SecretsService(backend, keyring=ring, store=store, settings=settings, clock=clock),
+            clock,
+            store,
+            db=db,
+        )
     finally:
         await db.close()
 
 
 @pytest.fixture
-def app_settings(backend_kind: str, service_urls: dict[str, str],
-                 make_settings: Callable[..., Settings]) -> Callable[..., Settings]:
+def app_settings(
+    backend_kind: str, service_urls: dict[str, str], make_settings: Callable[..., Settings]
+) -> Callable[..., Settings]:
     """Settings for whole apps on the parametrised backend (fast argon2, limits out of the way)."""
-    base: dict[str, Any] = {"rate_limits": OPEN_LIMITS, "crypto": {"keys": {"k1": base64.b64encode(os.urandom(32))
-                                                                            .decode()}, "active_key_id": "k1"}}
+    base: dict[str, Any] = {
+        "rate_limits": OPEN_LIMITS,
+        "crypto": {"keys": {"k1": base64.b64encode(os.urandom(32)).decode()}, "active_key_id": "k1"},
+    }
     base.update(service_urls)
     if backend_kind == "postgres":
         base["auto_migrate"] = True
 
     def build(**overrides: Any) -> Settings:
-        secrets = {**FAST_ARGON2, **({"backend": "redis"} if backend_kind == "redis" else {}),
-                   **overrides.pop("secrets", {})}
+        secrets = {
+            **FAST_ARGON2,
+            **({"backend": "redis"} if backend_kind == "redis" else {}),
+            **overrides.pop("secrets", {}),
+        }
         return make_settings(**{**base, "secrets": secrets, **overrides})
 
     return build

@@ -33,9 +33,15 @@ async def test_create_answers_id_url_expiry_views_and_delete_token(make_secrets_
     assert set(created) == {"id", "url", "expires_at", "views_remaining", "delete_token"}
     assert created["url"] == f"http://localhost/s/{created['id']}"
     assert created["views_remaining"] == 3
-    assert metadata == {"id": created["id"], "exists": True, "created_at": metadata["created_at"],
-                        "expires_at": created["expires_at"], "views_remaining": 3, "requires_passphrase": False,
-                        "client_encrypted": False}
+    assert metadata == {
+        "id": created["id"],
+        "exists": True,
+        "created_at": metadata["created_at"],
+        "expires_at": created["expires_at"],
+        "views_remaining": 3,
+        "requires_passphrase": False,
+        "client_encrypted": False,
+    }
 
 
 async def test_links_use_the_configured_public_url(make_secrets_app):
@@ -124,13 +130,16 @@ async def test_the_audit_trail_is_readable_with_the_delete_token(make_secrets_ap
     async with serve(make_secrets_app(rate_limits=OPEN_LIMITS)) as http:
         created = await create(http)
         await http.post(f"/api/secrets/{created['id']}/reveal")
-        audit = await http.get(f"/api/secrets/{created['id']}/audit",
-                               headers={"X-Delete-Token": created["delete_token"]})
+        audit = await http.get(
+            f"/api/secrets/{created['id']}/audit", headers={"X-Delete-Token": created["delete_token"]}
+        )
         anonymous = await http.get(f"/api/secrets/{created['id']}/audit")
     assert audit.status_code == 200
     assert audit.json()["state"] == "viewed"
     assert [(e["event"], e["client"]) for e in audit.json()["events"]] == [
-        ("created", "198.51.100.0/24"), ("viewed", "198.51.100.0/24")]
+        ("created", "198.51.100.0/24"),
+        ("viewed", "198.51.100.0/24"),
+    ]
     assert anonymous.status_code == 404
 
 
@@ -159,8 +168,9 @@ async def test_idempotency_key_on_create_returns_the_first_secret(make_secrets_a
         body = {"secret": "once", "max_views": 2}
         first = await http.post("/api/secrets", json=body, headers={**alice, "Idempotency-Key": "create-1"})
         again = await http.post("/api/secrets", json=body, headers={**alice, "Idempotency-Key": "create-1"})
-        other = await http.post("/api/secrets", json={"secret": "twice"},
-                                headers={**alice, "Idempotency-Key": "create-1"})
+        other = await http.post(
+            "/api/secrets", json={"secret": "twice"}, headers={**alice, "Idempotency-Key": "create-1"}
+        )
         listed = (await http.get("/api/secrets", headers=alice)).json()
     assert first.status_code == again.status_code == 201
     assert again.json() == first.json()
@@ -231,8 +241,9 @@ async def test_anonymous_creation_can_be_turned_off(make_secrets_app):
     """With allow_anonymous=false only signed-in callers create."""
     async with serve(make_secrets_app(rate_limits=OPEN_LIMITS, secrets={"allow_anonymous": False})) as http:
         anonymous = await http.post("/api/secrets", json={"secret": "s"})
-        signed_in = await http.post("/api/secrets", json={"secret": "s"},
-                                    headers={"Authorization": "Bearer user-alice"})
+        signed_in = await http.post(
+            "/api/secrets", json={"secret": "s"}, headers={"Authorization": "Bearer user-alice"}
+        )
     assert anonymous.status_code == 403 and anonymous.json()["code"] == "SIGN_IN_REQUIRED"
     assert signed_in.status_code == 201
 
@@ -250,8 +261,9 @@ async def test_a_browser_encrypted_secret_comes_back_as_sent(make_secrets_app):
 
 async def test_no_plaintext_reaches_the_sqlite_file_or_the_logs(make_settings, make_secrets_app, logs):
     """The database file holds only ciphertext, and no log line holds the secret, passphrase or tokens."""
-    settings = make_settings(rate_limits=OPEN_LIMITS, secrets={"argon2_time_cost": 1, "argon2_memory_kib": 8},
-                             log_level="debug")
+    settings = make_settings(
+        rate_limits=OPEN_LIMITS, secrets={"argon2_time_cost": 1, "argon2_memory_kib": 8}, log_level="debug"
+    )
     async with serve(make_secrets_app(settings)) as http:
         created = await create(http, passphrase="my-passphrase-xyz", max_views=2)
         await http.post(f"/api/secrets/{created['id']}/reveal", json={"passphrase": "wrong-passphrase-abc"})
@@ -288,9 +300,12 @@ async def _dump_backend(app, backend_kind: str) -> bytes:
         chunks = []
         async for key in platform.redis.scan_iter(match=app.settings.redis_prefix + "*"):
             kind = (await platform.redis.type(key)).decode()
-            value = {"hash": platform.redis.hgetall, "string": platform.redis.get,
-                     "list": lambda k: platform.redis.lrange(k, 0, -1),
-                     "zset": lambda k: platform.redis.zrange(k, 0, -1)}[kind](key)
+            value = {
+                "hash": platform.redis.hgetall,
+                "string": platform.redis.get,
+                "list": lambda k: platform.redis.lrange(k, 0, -1),
+                "zset": lambda k: platform.redis.zrange(k, 0, -1),
+            }[kind](key)
             chunks.append(key + repr(await value).encode())
         return b"\n".join(chunks)
     from sqlalchemy import text
@@ -308,8 +323,7 @@ async def test_200_concurrent_reveals_across_two_instances_succeed_once(backend_
     async with serve(first) as one, serve(second) as two:
         created = await create(one)
         clients = [one, two] * 100
-        responses = await asyncio.gather(*[
-            c.post(f"/api/secrets/{created['id']}/reveal") for c in clients])
+        responses = await asyncio.gather(*[c.post(f"/api/secrets/{created['id']}/reveal") for c in clients])
     statuses = sorted(r.status_code for r in responses)
     assert statuses == [200] + [404] * 199
     assert next(r for r in responses if r.status_code == 200).json()["secret"] == PLAINTEXT
@@ -321,14 +335,14 @@ async def test_n_views_across_two_instances_give_exactly_n(backend_kind, app_set
     first, second = make_secrets_app(settings), make_secrets_app(settings)
     async with serve(first) as one, serve(second) as two:
         created = await create(one, max_views=3)
-        responses = await asyncio.gather(*[
-            c.post(f"/api/secrets/{created['id']}/reveal") for c in [one, two] * 30])
+        responses = await asyncio.gather(*[c.post(f"/api/secrets/{created['id']}/reveal") for c in [one, two] * 30])
     assert sum(1 for r in responses if r.status_code == 200) == 3
 
 
 @pytest.mark.postgres
-async def test_postgres_going_away_answers_503_to_create_and_reveal_and_loses_nothing(make_secrets_app, make_settings,
-                                                                                     postgres_url):
+async def test_postgres_going_away_answers_503_to_create_and_reveal_and_loses_nothing(
+    make_secrets_app, make_settings, postgres_url
+):
     """With PostgreSQL cut mid-run, create and reveal (both on the raw asyncpg path) answer 503
     DATABASE_UNAVAILABLE with Retry-After, not 500; once it is back, the secret created before is still
     there with its view, and creates work again."""
@@ -336,8 +350,11 @@ async def test_postgres_going_away_answers_503_to_create_and_reveal_and_loses_no
     proxy = TcpProxy(target.hostname or "127.0.0.1", target.port or 5432)
     await proxy.start()
     url = postgres_url.replace(f"{target.hostname}:{target.port or 5432}", f"127.0.0.1:{proxy.port}")
-    app = make_secrets_app(make_settings(database_url=url, auto_migrate=True, db_timeout_seconds=1.0,
-                                         rate_limits=OPEN_LIMITS, secrets=FAST_ARGON2))
+    app = make_secrets_app(
+        make_settings(
+            database_url=url, auto_migrate=True, db_timeout_seconds=1.0, rate_limits=OPEN_LIMITS, secrets=FAST_ARGON2
+        )
+    )
     try:
         async with serve(app) as http:
             kept = await create(http)

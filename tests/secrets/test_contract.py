@@ -23,15 +23,19 @@ BASE = "https://secrets.example"
 
 
 async def create(stack: Stack, secret: str = "hunter2", caller: Caller = ALICE, **fields: object) -> tuple[str, str]:
-    created = await stack.service.create(CreateSecretRequest(secret=secret, **fields), caller,  # type: ignore[arg-type]
-                                         base_url=BASE)
+    created = await stack.service.create(
+        CreateSecretRequest(secret=secret, **fields),
+        caller,  # type: ignore[arg-type]
+        base_url=BASE,
+    )
     return created.id, created.delete_token
 
 
 async def outcomes(stack: Stack, secret_id: str, attempts: int, passphrase: str | None = None) -> list[object]:
     callers = [Caller(client=f"192.0.2.{i % 250}", rate_key=f"ip:192.0.2.{i % 250}") for i in range(attempts)]
-    return await asyncio.gather(*[stack.service.reveal(secret_id, passphrase, c) for c in callers],
-                                return_exceptions=True)
+    return await asyncio.gather(
+        *[stack.service.reveal(secret_id, passphrase, c) for c in callers], return_exceptions=True
+    )
 
 
 async def test_a_secret_is_revealed_with_its_exact_plaintext(stack: Stack):
@@ -161,7 +165,10 @@ async def test_the_audit_trail_records_created_viewed_and_burned(stack: Stack):
     audit = await stack.service.audit(secret_id, token, BOB)
     assert audit.state == "burned" and audit.views_remaining == 0
     assert [(e.event, e.client) for e in audit.events] == [
-        ("created", "203.0.113.0/24"), ("viewed", "198.51.100.0/24"), ("burned", "203.0.113.0/24")]
+        ("created", "203.0.113.0/24"),
+        ("viewed", "198.51.100.0/24"),
+        ("burned", "203.0.113.0/24"),
+    ]
     assert audit.events[1].at.timestamp() == pytest.approx(stack.clock.now - 10)
 
 
@@ -221,18 +228,20 @@ async def test_an_ipv6_client_is_capped_by_its_64(stack: Stack):
     """Rotating addresses inside one IPv6 /64 does not buy more live secrets."""
     service = stack.with_settings(max_live_per_client=2)
     for host in ("2001:db8:1:2::1", "2001:db8:1:2::2"):
-        await service.create(CreateSecretRequest(secret="s"), Caller(client=host, rate_key="ip:" + host),
-                             base_url=BASE)
+        await service.create(CreateSecretRequest(secret="s"), Caller(client=host, rate_key="ip:" + host), base_url=BASE)
     with pytest.raises(LiveLimitReached):
-        await service.create(CreateSecretRequest(secret="s"), Caller(client="2001:db8:1:2::3", rate_key="x"),
-                             base_url=BASE)
+        await service.create(
+            CreateSecretRequest(secret="s"), Caller(client="2001:db8:1:2::3", rate_key="x"), base_url=BASE
+        )
 
 
 async def test_concurrent_creates_cannot_pass_the_live_cap(stack: Stack):
     """Forty creates racing against a cap of 5 store exactly 5."""
     service = stack.with_settings(max_live_per_client=5)
-    results = await asyncio.gather(*[service.create(CreateSecretRequest(secret="s"), ALICE, base_url=BASE)
-                                     for _ in range(40)], return_exceptions=True)
+    results = await asyncio.gather(
+        *[service.create(CreateSecretRequest(secret="s"), ALICE, base_url=BASE) for _ in range(40)],
+        return_exceptions=True,
+    )
     assert sum(1 for r in results if not isinstance(r, BaseException)) == 5
     assert all(isinstance(r, LiveLimitReached) for r in results if isinstance(r, BaseException))
 
@@ -255,8 +264,10 @@ async def test_the_total_bytes_cap_refuses_what_does_not_fit(stack: Stack):
 async def test_concurrent_large_creates_never_pass_the_byte_cap(stack: Stack):
     """Thirty creates racing for room for ten store at most ten's worth of bytes."""
     service = stack.with_settings(max_total_bytes=10 * 1100, max_secret_bytes=1000, max_live_per_client=1000)
-    results = await asyncio.gather(*[service.create(CreateSecretRequest(secret="y" * 1000), ALICE, base_url=BASE)
-                                     for _ in range(30)], return_exceptions=True)
+    results = await asyncio.gather(
+        *[service.create(CreateSecretRequest(secret="y" * 1000), ALICE, base_url=BASE) for _ in range(30)],
+        return_exceptions=True,
+    )
     stored = [r for r in results if not isinstance(r, BaseException)]
     assert 1 <= len(stored) <= 10
     assert await stack.backend.stored_bytes() <= 10 * 1100
@@ -279,15 +290,18 @@ async def test_purge_forgets_secrets_after_the_audit_retention(stack: Stack):
         await service.audit(created.id, created.delete_token, ALICE)
 
 
-@pytest.mark.parametrize(("fields", "field"), [
-    ({"ttl_seconds": 299}, "ttl_seconds"),
-    ({"ttl_seconds": 7 * 86_400 + 1}, "ttl_seconds"),
-    ({"max_views": 0}, "max_views"),
-    ({"max_views": 101}, "max_views"),
-    ({"secret": "x" * 65_537}, "secret"),
-    ({"secret": "not base64!", "client_encrypted": True}, "secret"),
-    ({"secret": "AAAA", "client_encrypted": True}, "secret"),
-])
+@pytest.mark.parametrize(
+    ("fields", "field"),
+    [
+        ({"ttl_seconds": 299}, "ttl_seconds"),
+        ({"ttl_seconds": 7 * 86_400 + 1}, "ttl_seconds"),
+        ({"max_views": 0}, "max_views"),
+        ({"max_views": 101}, "max_views"),
+        ({"secret": "x" * 65_537}, "secret"),
+        ({"secret": "not base64!", "client_encrypted": True}, "secret"),
+        ({"secret": "AAAA", "client_encrypted": True}, "secret"),
+    ],
+)
 async def test_out_of_bounds_creates_are_refused_with_the_field(stack: Stack, fields: dict[str, object], field: str):
     """TTL, views, size and ciphertext shape are checked, and the error names the field."""
     body = {"secret": "s", **fields}

@@ -24,14 +24,24 @@ class SparkResolver:
         token = (ctx.authorization or b"").decode().removeprefix("Bearer ")
         kind, _, rest = token.partition("-")
         if kind in ("user", "owner") and rest:
-            return Principal(kind="user", id=rest, roles=frozenset({"owner" if kind == "owner" else "user"}),
-                             attrs=types.MappingProxyType({"email": f"{rest}@example.com", "login": rest,
-                                                           "avatar_url": f"https://example.com/{rest}.png"}))
+            return Principal(
+                kind="user",
+                id=rest,
+                roles=frozenset({"owner" if kind == "owner" else "user"}),
+                attrs=types.MappingProxyType(
+                    {"email": f"{rest}@example.com", "login": rest, "avatar_url": f"https://example.com/{rest}.png"}
+                ),
+            )
         if kind == "key" and rest.count("-") == 1:
             app, user = rest.split("-")
-            return Principal(kind="api_key", id=f"k{user}{app}", roles=frozenset({"user"}),
-                             attrs=types.MappingProxyType({"app": app, "user_id": user, "login": user,
-                                                           "email": f"{user}@example.com", "avatar_url": None}))
+            return Principal(
+                kind="api_key",
+                id=f"k{user}{app}",
+                roles=frozenset({"user"}),
+                attrs=types.MappingProxyType(
+                    {"app": app, "user_id": user, "login": user, "email": f"{user}@example.com", "avatar_url": None}
+                ),
+            )
         return None
 
 

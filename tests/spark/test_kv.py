@@ -26,8 +26,11 @@ def url(key: str, collection: str | None = None) -> str:
 
 
 async def put(http, key: str, value: str, *, initial: bool = False, headers=USER, collection=None):
-    return await http.post(url(key, collection), content=value.encode(), headers={
-        **headers, **TEXT, "X-Spark-Initial": "true" if initial else "false"})
+    return await http.post(
+        url(key, collection),
+        content=value.encode(),
+        headers={**headers, **TEXT, "X-Spark-Initial": "true" if initial else "false"},
+    )
 
 
 async def get(http, key: str, headers=USER, collection=None):

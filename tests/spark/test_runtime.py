@@ -24,8 +24,13 @@ async def test_user_has_exactly_the_clients_fields(make_app):
     async with serve(make_app(extra=(spark_principals,))) as http:
         response = await http.get("/_spark/user", headers={"Authorization": "Bearer user-ada"})
     assert response.status_code == 200
-    assert response.json() == {"avatarUrl": "https://example.com/ada.png", "email": "ada@example.com",
-                               "id": "ada", "isOwner": False, "login": "ada"}
+    assert response.json() == {
+        "avatarUrl": "https://example.com/ada.png",
+        "email": "ada@example.com",
+        "id": "ada",
+        "isOwner": False,
+        "login": "ada",
+    }
 
 
 async def test_owner_is_owner(make_app):
@@ -39,16 +44,14 @@ async def test_api_key_answers_for_its_owner(make_app):
     """Called with an API key, /_spark/user describes the key's user."""
     async with serve(make_app(extra=(spark_principals,))) as http:
         response = await http.get("/_spark/user", headers={"Authorization": "Bearer key-alpha-7"})
-    assert response.json() == {"avatarUrl": None, "email": "7@example.com", "id": "7", "isOwner": False,
-                               "login": "7"}
+    assert response.json() == {"avatarUrl": None, "email": "7@example.com", "id": "7", "isOwner": False, "login": "7"}
 
 
 async def test_loaded_is_204_and_recorded(make_app):
     """POST /_spark/loaded {url, load_ms} answers 204 and the load time is observed."""
     before = _loads()
     async with serve(make_app(extra=(spark_principals,))) as http:
-        response = await http.post("/_spark/loaded", json={"url": "https://app.example.com/?token=x",
-                                                            "load_ms": 812.5})
+        response = await http.post("/_spark/loaded", json={"url": "https://app.example.com/?token=x", "load_ms": 812.5})
     assert response.status_code == 204
     assert _loads() == before + 1
 
@@ -56,8 +59,9 @@ async def test_loaded_is_204_and_recorded(make_app):
 async def test_loaded_takes_text_plain_too(make_app):
     """The same body sent as text/plain is accepted."""
     async with serve(make_app(extra=(spark_principals,))) as http:
-        response = await http.post("/_spark/loaded", content=b'{"url":"/","load_ms":3}',
-                                   headers={"Content-Type": "text/plain"})
+        response = await http.post(
+            "/_spark/loaded", content=b'{"url":"/","load_ms":3}', headers={"Content-Type": "text/plain"}
+        )
     assert response.status_code == 204
 
 
@@ -72,6 +76,5 @@ async def test_loaded_rejects_a_malformed_body(make_app):
 async def test_loaded_is_rate_limited(make_app):
     """/_spark/loaded is limited like other general routes (here 2 a minute)."""
     async with serve(make_app(extra=(spark_principals,), rate_limits={"general": "2/minute"})) as http:
-        statuses = [(await http.post("/_spark/loaded", json={"url": "/", "load_ms": 1})).status_code
-                    for _ in range(3)]
+        statuses = [(await http.post("/_spark/loaded", json={"url": "/", "load_ms": 1})).status_code for _ in range(3)]
     assert statuses == [204, 204, 429]

@@ -19,8 +19,16 @@ from bastion.settings import Settings
 from tests.conftest import eventually, free_port, need
 
 CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "web"
 FAST_ARGON2 = {"argon2_time_cost": 1, "argon2_memory_kib": 8}
 
@@ -34,13 +42,16 @@ class LiveServer:
 @pytest.fixture
 async def live_server(make_settings: Callable[..., Settings]) -> AsyncIterator[LiveServer]:
     """The embedded default (SQLite) served by uvicorn on 127.0.0.1, limits out of a test's way."""
-    settings = make_settings(secrets=FAST_ARGON2, log_level="warning",
-                             rate_limits={"general": "10000/minute", "secrets_create": "10000/minute",
-                                          "secrets_read": "10000/minute"})
+    settings = make_settings(
+        secrets=FAST_ARGON2,
+        log_level="warning",
+        rate_limits={"general": "10000/minute", "secrets_create": "10000/minute", "secrets_read": "10000/minute"},
+    )
     app = create_app(settings)
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="on", log_level="warning",
-                                           access_log=False))
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="on", log_level="warning", access_log=False)
+    )
     task = asyncio.create_task(server.serve())
     try:
         await eventually(lambda: server.started or task.done(), timeout=30)
@@ -103,9 +114,14 @@ def new_page(browser: Any, traffic: Traffic) -> Callable[..., Any]:
         page.on("request", traffic.record)
         page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
         # An API answering 403/404 is logged by Chromium as "Failed to load resource": expected here.
-        page.on("console", lambda message: problems.append(f"console {message.type}: {message.text}")
+        page.on(
+            "console",
+            lambda message: (
+                problems.append(f"console {message.type}: {message.text}")
                 if message.type in ("error", "warning") and "Failed to load resource" not in message.text
-                else None)
+                else None
+            ),
+        )
         return page
 
     open_page.problems = problems  # type: ignore[attr-defined]

@@ -11,12 +11,22 @@ from tests.web.conftest import LiveServer, Traffic, screenshot_path
 
 pytestmark = pytest.mark.slow
 SECRET = "The vault code is 31-41-59 🔐"
-BOT_AGENTS = ("Slackbot-LinkExpanding 1.0 (+https://api.slack.com/robots)",
-              "Mozilla/5.0 (compatible; Microsoft Office Protocol Discovery; SafeLinks)")
+BOT_AGENTS = (
+    "Slackbot-LinkExpanding 1.0 (+https://api.slack.com/robots)",
+    "Mozilla/5.0 (compatible; Microsoft Office Protocol Discovery; SafeLinks)",
+)
 
 
-async def create_on_the_page(page, server: LiveServer, *, secret: str = SECRET, in_browser: bool = True,
-                             passphrase: str = "", views: int = 1, shot: str | None = None) -> str:
+async def create_on_the_page(
+    page,
+    server: LiveServer,
+    *,
+    secret: str = SECRET,
+    in_browser: bool = True,
+    passphrase: str = "",
+    views: int = 1,
+    shot: str | None = None,
+) -> str:
     await page.goto(server.url + "/")
     if shot:
         await page.screenshot(path=screenshot_path(shot), full_page=True)
@@ -124,7 +134,7 @@ async def test_a_wrong_passphrase_on_the_page_uses_up_nothing(live_server, new_p
 
 
 async def test_copy_buttons_put_the_link_on_the_clipboard(live_server, new_page):
-    """"Copy link" copies the whole link, fragment included."""
+    """ "Copy link" copies the whole link, fragment included."""
     creator = await new_page(permissions=["clipboard-read", "clipboard-write"])
     link = await create_on_the_page(creator, live_server)
     await creator.click("button[data-copy='link']")
@@ -134,8 +144,7 @@ async def test_copy_buttons_put_the_link_on_the_clipboard(live_server, new_page)
 
 async def test_the_pages_fit_a_phone_screen(live_server, new_page):
     """At 375 px wide nothing scrolls sideways, on the form and on the revealed secret."""
-    phone = {"viewport": {"width": 375, "height": 740}, "device_scale_factor": 2, "is_mobile": True,
-             "has_touch": True}
+    phone = {"viewport": {"width": 375, "height": 740}, "device_scale_factor": 2, "is_mobile": True, "has_touch": True}
     creator = await new_page(**phone)
     link = await create_on_the_page(creator, live_server, secret="x" * 300, shot="7-phone-create.png")
     assert await creator.evaluate("document.documentElement.scrollWidth <= window.innerWidth")

@@ -9,8 +9,10 @@ from html.parser import HTMLParser
 
 from tests.conftest import serve
 
-CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "
-       "form-action 'self'; frame-ancestors 'none'; base-uri 'none'; require-trusted-types-for 'script'")
+CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "
+    "form-action 'self'; frame-ancestors 'none'; base-uri 'none'; require-trusted-types-for 'script'"
+)
 FAST = {"argon2_time_cost": 1, "argon2_memory_kib": 8}
 
 
@@ -102,8 +104,10 @@ async def test_the_reveal_page_is_the_same_document_for_every_id(make_app, make_
     """A real id, an unknown one and a malformed one get identical bytes that name no id."""
     async with serve(make_app(make_settings(secrets=FAST))) as http:
         created = (await http.post("/api/secrets", json={"secret": "s"})).json()
-        pages = [(await http.get(f"/s/{secret_id}")).content
-                 for secret_id in (created["id"], "AAAAAAAAAAAAAAAAAAAAAA", "nonsense")]
+        pages = [
+            (await http.get(f"/s/{secret_id}")).content
+            for secret_id in (created["id"], "AAAAAAAAAAAAAAAAAAAAAA", "nonsense")
+        ]
     assert pages[0] == pages[1] == pages[2]
     assert created["id"].encode() not in pages[0]
 
@@ -131,8 +135,14 @@ async def test_assets_are_not_rate_limited_but_pages_are(make_app, make_settings
 
 async def test_the_form_offers_only_expiries_an_anonymous_creator_may_choose(make_app, make_settings):
     """The expiry choices follow the settings (min TTL, anonymous max, default selected)."""
-    settings = make_settings(secrets={**FAST, "min_ttl_seconds": 3600, "max_ttl_anonymous_seconds": 7 * 86_400,
-                                      "default_ttl_seconds": 86_400})
+    settings = make_settings(
+        secrets={
+            **FAST,
+            "min_ttl_seconds": 3600,
+            "max_ttl_anonymous_seconds": 7 * 86_400,
+            "default_ttl_seconds": 86_400,
+        }
+    )
     async with serve(make_app(settings)) as http:
         tags = parse((await http.get("/")).text).tags
     options = [(a["value"], "selected" in a) for tag, a in tags if tag == "option"]

@@ -19,14 +19,15 @@ def build(platform: Platform, settings: Settings) -> ModuleParts:
     config = settings.ai
     sessions = HttpSessions()
     platform.lifecycle.on_close("ai-http-sessions", sessions.close)
-    upstreams = {name: Upstream(name, provider, build_provider(name, provider, sessions))
-                 for name, provider in config.all_providers().items()}
+    upstreams = {
+        name: Upstream(name, provider, build_provider(name, provider, sessions))
+        for name, provider in config.all_providers().items()
+    }
     service = AiService(config, upstreams, store=platform.store, lifecycle=platform.lifecycle)
     policy = RoutePolicy(tier="ai", max_body_bytes=config.max_body_bytes)
     return ModuleParts(
         name="ai",
         route_handlers=route_handlers,
-        route_groups=[RouteGroup("/v1", policy), RouteGroup("/api/chat", policy),
-                      RouteGroup("/_spark/llm", policy)],
+        route_groups=[RouteGroup("/v1", policy), RouteGroup("/api/chat", policy), RouteGroup("/_spark/llm", policy)],
         dependencies={"ai_service": Provide(lambda: service, use_cache=True, sync_to_thread=False)},
     )

@@ -104,8 +104,13 @@ def _receive(request: AnyRequest) -> Receive:
 
 def _completion(result: Result) -> ChatCompletion:
     usage = Usage(result.prompt_tokens, result.completion_tokens, result.prompt_tokens + result.completion_tokens)
-    return ChatCompletion(id="chatcmpl-" + os.urandom(12).hex(), created=int(time.time()), model=result.model,
-                          choices=[Choice(AssistantMessage(result.content), result.finish_reason)], usage=usage)
+    return ChatCompletion(
+        id="chatcmpl-" + os.urandom(12).hex(),
+        created=int(time.time()),
+        model=result.model,
+        choices=[Choice(AssistantMessage(result.content), result.finish_reason)],
+        usage=usage,
+    )
 
 
 def _data(value: Any) -> bytes:
@@ -123,8 +128,9 @@ def _stream_usage(stream: ChatStream) -> Usage:
 
 def openai_error_event(error: AppError) -> bytes:
     """An error inside a started OpenAI-format stream (the openai SDK raises ``APIError`` on it)."""
-    return sse(_encode({"error": {"message": error.detail, "type": error.code.lower(), "code": error.code}}),
-               event="error")
+    return sse(
+        _encode({"error": {"message": error.detail, "type": error.code.lower(), "code": error.code}}), event="error"
+    )
 
 
 async def openai_events(stream: ChatStream, include_usage: bool) -> AsyncIterator[bytes]:
@@ -159,17 +165,26 @@ async def chat_events(stream: ChatStream, request_id: str | None) -> AsyncIterat
         yield chat_error_event(error, request_id)
         yield DONE
         return
-    yield _data({"finish_reason": stream.finish_reason, "model": stream.model,
-                 "usage": _stream_usage(stream), "request_id": request_id})
+    yield _data(
+        {
+            "finish_reason": stream.finish_reason,
+            "model": stream.model,
+            "usage": _stream_usage(stream),
+            "request_id": request_id,
+        }
+    )
     yield DONE
 
 
-def _sse_response(service: AiService, stream: ChatStream, events: AsyncIterator[bytes],
-                  final: list[bytes]) -> Stream:
+def _sse_response(service: AiService, stream: ChatStream, events: AsyncIterator[bytes], final: list[bytes]) -> Stream:
     # The background task closes the upstream also when the body never started (the client left, or
     # the worker began draining, before the first chunk): an unstarted generator has no finally to run.
-    return Stream(until_shutdown(events, service.lifecycle, final=final), media_type=EVENT_STREAM,
-                  headers=SSE_HEADERS, background=BackgroundTask(stream.aclose))
+    return Stream(
+        until_shutdown(events, service.lifecycle, final=final),
+        media_type=EVENT_STREAM,
+        headers=SSE_HEADERS,
+        background=BackgroundTask(stream.aclose),
+    )
 
 
 _SHUTTING_DOWN = ShuttingDown("The server is shutting down; retry the request.")
@@ -178,16 +193,18 @@ _SHUTTING_DOWN = ShuttingDown("The server is shutting down; retry the request.")
 # Handlers that answer either JSON or a stream declare the stream's media type: Litestar gives a Stream the
 # handler's media type over its own, while a Response keeps its own (so the JSON answers are Responses).
 @post("/v1/chat/completions", status_code=200, media_type=EVENT_STREAM)
-async def chat_completions(request: AnyRequest, data: JSONBody[ChatCompletionRequest],
-                           ai_service: NamedDependency[AiService]) -> Response[bytes] | Stream:
+async def chat_completions(
+    request: AnyRequest, data: JSONBody[ChatCompletionRequest], ai_service: NamedDependency[AiService]
+) -> Response[bytes] | Stream:
     caller = caller_of(request, ai_service)
     if not data.stream:
         result = await cancel_on_disconnect(_receive(request), ai_service.complete(data, caller))
         return _json(_completion(result))
     stream = await cancel_on_disconnect(_receive(request), ai_service.open_stream(data, caller))
     include_usage = data.stream_options is not None and data.stream_options.include_usage
-    return _sse_response(ai_service, stream, openai_events(stream, include_usage),
-                         [openai_error_event(_SHUTTING_DOWN), DONE])
+    return _sse_response(
+        ai_service, stream, openai_events(stream, include_usage), [openai_error_event(_SHUTTING_DOWN), DONE]
+    )
 
 
 @get("/v1/models", sync_to_thread=False)
@@ -196,23 +213,26 @@ def list_models(ai_service: NamedDependency[AiService]) -> ModelList:
 
 
 @post("/api/chat", status_code=200, media_type=EVENT_STREAM)
-async def chat(request: AnyRequest, data: JSONBody[ChatRequest],
-               ai_service: NamedDependency[AiService]) -> Response[bytes] | Stream:
+async def chat(
+    request: AnyRequest, data: JSONBody[ChatRequest], ai_service: NamedDependency[AiService]
+) -> Response[bytes] | Stream:
     caller = caller_of(request, ai_service)
     completion = ai_service.prompt_request(data.prompt, data.model)
     request_id = _request_id(request)
     if data.stream and ai_service.streams(data.model):
         stream = await cancel_on_disconnect(_receive(request), ai_service.open_stream(completion, caller))
-        return _sse_response(ai_service, stream, chat_events(stream, request_id),
-                             [chat_error_event(_SHUTTING_DOWN, request_id), DONE])
+        return _sse_response(
+            ai_service, stream, chat_events(stream, request_id), [chat_error_event(_SHUTTING_DOWN, request_id), DONE]
+        )
     result = await cancel_on_disconnect(_receive(request), ai_service.complete(completion, caller))
     usage = Usage(result.prompt_tokens, result.completion_tokens, result.prompt_tokens + result.completion_tokens)
     return _json(ChatResponse(result.content, result.model, usage, request_id, result.finish_reason))
 
 
 @post("/_spark/llm", status_code=200)
-async def spark_llm(request: AnyRequest, data: JSONBody[ChatCompletionRequest],
-                    ai_service: NamedDependency[AiService]) -> ChatCompletion:
+async def spark_llm(
+    request: AnyRequest, data: JSONBody[ChatCompletionRequest], ai_service: NamedDependency[AiService]
+) -> ChatCompletion:
     caller = caller_of(request, ai_service)
     work = ai_service.complete(data, caller, message_chars=ai_service.settings.spark_prompt_chars)
     return _completion(await cancel_on_disconnect(_receive(request), work))

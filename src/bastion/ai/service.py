@@ -42,16 +42,21 @@ CANCELLED = "cancelled"
 T = TypeVar("T")
 """Outcome of a call whose caller went away (client disconnect, worker drain) before it ended."""
 
-_requests = metrics.counter("ai_requests_total", "AI calls by provider, model and outcome",
-                            ("provider", "model", "outcome"))
-_latency = metrics.histogram("ai_request_duration_seconds", "Duration of AI calls (whole stream for streams)",
-                             ("provider", "model"))
-_ttft = metrics.histogram("ai_time_to_first_token_seconds", "Time to the first piece of a streamed answer",
-                          ("provider", "model"))
-_tokens = metrics.counter("ai_tokens_total", "Tokens in (prompt) and out (completion)",
-                          ("provider", "model", "direction"))
-_fallbacks = metrics.counter("ai_fallbacks_total", "Fallbacks taken from one provider to the next",
-                             ("model", "from_provider", "to_provider"))
+_requests = metrics.counter(
+    "ai_requests_total", "AI calls by provider, model and outcome", ("provider", "model", "outcome")
+)
+_latency = metrics.histogram(
+    "ai_request_duration_seconds", "Duration of AI calls (whole stream for streams)", ("provider", "model")
+)
+_ttft = metrics.histogram(
+    "ai_time_to_first_token_seconds", "Time to the first piece of a streamed answer", ("provider", "model")
+)
+_tokens = metrics.counter(
+    "ai_tokens_total", "Tokens in (prompt) and out (completion)", ("provider", "model", "direction")
+)
+_fallbacks = metrics.counter(
+    "ai_fallbacks_total", "Fallbacks taken from one provider to the next", ("model", "from_provider", "to_provider")
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,8 +91,11 @@ class TokenBudget:
 
     def __init__(self, store: Store, *, per_minute: int | None, per_day: int | None) -> None:
         self.store = store
-        self.windows = [(prefix, seconds, limit) for prefix, seconds, limit in
-                        (("ai:tpm:", 60, per_minute), ("ai:tpd:", 86_400, per_day)) if limit is not None]
+        self.windows = [
+            (prefix, seconds, limit)
+            for prefix, seconds, limit in (("ai:tpm:", 60, per_minute), ("ai:tpd:", 86_400, per_day))
+            if limit is not None
+        ]
 
     @property
     def enabled(self) -> bool:
@@ -99,9 +107,11 @@ class TokenBudget:
                 used = await self.store.get(prefix + who)
                 if used is not None and int(used) >= limit:
                     left = await self.store.ttl(prefix + who)
-                    raise TokenBudgetExceeded(f"The budget of {limit} tokens per "
-                                              f"{'minute' if prefix == 'ai:tpm:' else 'day'} is used up.",
-                                              retry_after=left if left else 1, extra={"limit": limit})
+                    raise TokenBudgetExceeded(
+                        f"The budget of {limit} tokens per {'minute' if prefix == 'ai:tpm:' else 'day'} is used up.",
+                        retry_after=left if left else 1,
+                        extra={"limit": limit},
+                    )
         except StoreUnavailable as exc:
             log.warning("token budget store unavailable; allowing the call", error=str(exc))
 
@@ -114,8 +124,9 @@ class TokenBudget:
 
 
 class AiService:
-    def __init__(self, settings: AiSettings, upstreams: dict[str, Upstream], *, store: Store,
-                 lifecycle: Lifecycle) -> None:
+    def __init__(
+        self, settings: AiSettings, upstreams: dict[str, Upstream], *, store: Store, lifecycle: Lifecycle
+    ) -> None:
         self.settings = settings
         self.upstreams = upstreams
         self.lifecycle = lifecycle
@@ -166,12 +177,17 @@ class AiService:
         """The request as sent to ``target``: its upstream model, and ``max_tokens`` within the cap."""
         cap = self.settings.max_tokens
         if request.max_completion_tokens is not None:
-            return msgspec.structs.replace(request, model=target.model, max_tokens=None,
-                                           max_completion_tokens=min(request.max_completion_tokens, cap))
+            return msgspec.structs.replace(
+                request,
+                model=target.model,
+                max_tokens=None,
+                max_completion_tokens=min(request.max_completion_tokens, cap),
+            )
         return msgspec.structs.replace(request, model=target.model, max_tokens=min(request.max_tokens or cap, cap))
 
-    async def _admit(self, request: ChatCompletionRequest, caller: Caller,
-                     message_chars: int | None) -> tuple[str, list[Target]]:
+    async def _admit(
+        self, request: ChatCompletionRequest, caller: Caller, message_chars: int | None
+    ) -> tuple[str, list[Target]]:
         """Checks every call makes before its first target: caps, the route, the caller's token budget."""
         self.check(request, message_chars)
         name, targets = self.route(request.model)
@@ -179,8 +195,9 @@ class AiService:
             await self.budget.check(caller.key)
         return name, targets
 
-    async def _first_answer(self, name: str, targets: list[Target], call: Callable[[Target], Awaitable[T]], *,
-                            stream: bool) -> tuple[int, Target, float, T]:
+    async def _first_answer(
+        self, name: str, targets: list[Target], call: Callable[[Target], Awaitable[T]], *, stream: bool
+    ) -> tuple[int, Target, float, T]:
         """Try the route's targets in order until one answers: each failure is recorded, and a failure the
         next target could not fix (the request's own fault) is raised at once. Returns the index of the
         target that answered, the target, when its call started, and its answer."""
@@ -204,8 +221,9 @@ class AiService:
         assert last is not None  # a route has at least one target
         raise public_error(last) from None
 
-    async def complete(self, request: ChatCompletionRequest, caller: Caller, *,
-                       message_chars: int | None = None) -> Result:
+    async def complete(
+        self, request: ChatCompletionRequest, caller: Caller, *, message_chars: int | None = None
+    ) -> Result:
         name, targets = await self._admit(request, caller, message_chars)
 
         async def call(target: Target) -> Answer:
@@ -213,14 +231,22 @@ class AiService:
 
         index, target, started, answer = await self._first_answer(name, targets, call, stream=False)
         result = self._result(request, answer)
-        self._record(target, "ok", started, stream=False, fallback=index, tokens_in=result.prompt_tokens,
-                     tokens_out=result.completion_tokens)
+        self._record(
+            target,
+            "ok",
+            started,
+            stream=False,
+            fallback=index,
+            tokens_in=result.prompt_tokens,
+            tokens_out=result.completion_tokens,
+        )
         if self.budget.enabled:
             await self.budget.charge(caller.key, result.prompt_tokens + result.completion_tokens)
         return result
 
-    async def open_stream(self, request: ChatCompletionRequest, caller: Caller, *,
-                          message_chars: int | None = None) -> ChatStream:
+    async def open_stream(
+        self, request: ChatCompletionRequest, caller: Caller, *, message_chars: int | None = None
+    ) -> ChatStream:
         """A stream whose upstream has answered 2xx; its pieces are read by iterating it."""
         name, targets = await self._admit(request, caller, message_chars)
 
@@ -232,8 +258,9 @@ class AiService:
 
         index, target, started, opened = await self._first_answer(name, targets, call, stream=True)
         prompt = sum(estimate_tokens(m.text()) for m in request.messages)
-        return ChatStream(self, self.upstreams[target.provider], target, opened, caller, started, prompt,
-                          fallback=index)
+        return ChatStream(
+            self, self.upstreams[target.provider], target, opened, caller, started, prompt, fallback=index
+        )
 
     def _result(self, request: ChatCompletionRequest, answer: Answer) -> Result:
         content, finish = answer.content, answer.finish_reason
@@ -248,8 +275,18 @@ class AiService:
             completion = estimate_tokens(answer.content)
         return Result(content, finish, answer.model, prompt, completion)
 
-    def _record(self, target: Target, outcome: str, started: float, *, stream: bool, fallback: int,
-                ttft: float | None = None, tokens_in: int = 0, tokens_out: int = 0) -> None:
+    def _record(
+        self,
+        target: Target,
+        outcome: str,
+        started: float,
+        *,
+        stream: bool,
+        fallback: int,
+        ttft: float | None = None,
+        tokens_in: int = 0,
+        tokens_out: int = 0,
+    ) -> None:
         seconds = time.perf_counter() - started
         provider, model = target.provider, target.model
         _requests.labels(provider, model, outcome.lower()).inc()
@@ -259,9 +296,15 @@ class AiService:
         if tokens_in or tokens_out:
             _tokens.labels(provider, model, "in").inc(tokens_in)
             _tokens.labels(provider, model, "out").inc(tokens_out)
-        fields: dict[str, Any] = {"provider": provider, "model": model, "outcome": outcome.lower(),
-                                  "stream": stream, "latency_ms": round(seconds * 1000.0, 3),
-                                  "tokens_in": tokens_in, "tokens_out": tokens_out}
+        fields: dict[str, Any] = {
+            "provider": provider,
+            "model": model,
+            "outcome": outcome.lower(),
+            "stream": stream,
+            "latency_ms": round(seconds * 1000.0, 3),
+            "tokens_in": tokens_in,
+            "tokens_out": tokens_out,
+        }
         if ttft is not None:
             fields["ttft_ms"] = round(ttft * 1000.0, 3)
         if fallback:
@@ -278,8 +321,18 @@ class ChatStream:
     error (the router turns it into an SSE error event).
     """
 
-    def __init__(self, service: AiService, upstream: Upstream, target: Target, opened: UpstreamStream,
-                 caller: Caller, started: float, prompt_estimate: int, *, fallback: int) -> None:
+    def __init__(
+        self,
+        service: AiService,
+        upstream: Upstream,
+        target: Target,
+        opened: UpstreamStream,
+        caller: Caller,
+        started: float,
+        prompt_estimate: int,
+        *,
+        fallback: int,
+    ) -> None:
         self.model = target.model
         self.prompt_tokens = prompt_estimate
         self.completion_tokens = 0
@@ -359,8 +412,7 @@ class ChatStream:
             budget = self._service.budget
             if budget.enabled and not (closed and outcome == "ok"):
                 # cut short, maybe in a task being cancelled: charge from a task of its own
-                self._service.lifecycle.spawn(budget.charge(self._caller.key, self.total_tokens),
-                                              "ai-budget-charge")
+                self._service.lifecycle.spawn(budget.charge(self._caller.key, self.total_tokens), "ai-budget-charge")
         if closed and outcome == "ok" and self._service.budget.enabled:
             await self._service.budget.charge(self._caller.key, self.total_tokens)
 
@@ -374,8 +426,16 @@ class ChatStream:
             self.prompt_tokens = self._reported_prompt
         reported = self._reported_completion
         self.completion_tokens = reported if reported is not None else text_chars // 4 + 1
-        self._service._record(self._target, outcome, self._started, stream=True, fallback=self._fallback,
-                              ttft=ttft, tokens_in=self.prompt_tokens, tokens_out=self.completion_tokens)
+        self._service._record(
+            self._target,
+            outcome,
+            self._started,
+            stream=True,
+            fallback=self._fallback,
+            ttft=ttft,
+            tokens_in=self.prompt_tokens,
+            tokens_out=self.completion_tokens,
+        )
 
 
 class _Whole:

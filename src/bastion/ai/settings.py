@@ -116,8 +116,10 @@ class AiSettings(BaseModel):
             for target in targets:
                 provider = target.partition(":")[0]
                 if provider not in known:
-                    raise ValueError(f"model {name!r} routes to provider {provider!r}, which is not configured "
-                                     f"(BASTION_AI__PROVIDERS__{provider.upper()}__KIND=...)")
+                    raise ValueError(
+                        f"model {name!r} routes to provider {provider!r}, which is not configured "
+                        f"(BASTION_AI__PROVIDERS__{provider.upper()}__KIND=...)"
+                    )
         for alias, target in self.aliases.items():
             if target not in self.models:
                 raise ValueError(f"alias {alias!r} names model {target!r}, which is not configured")

@@ -67,20 +67,22 @@ def public_error(exc: BaseException) -> AppError:
     if isinstance(exc, AppError) and not isinstance(exc, CircuitOpen | BulkheadFull):
         return exc
     if isinstance(exc, CircuitOpen):
-        return ProviderUnavailable("Calls to the AI provider are paused after repeated failures.",
-                                   headers=exc.headers)
+        return ProviderUnavailable("Calls to the AI provider are paused after repeated failures.", headers=exc.headers)
     if isinstance(exc, BulkheadFull):
         return ProviderUnavailable("Too many requests are in flight to the AI provider.", retry_after=1)
     if isinstance(exc, UpstreamStatus):
         status = exc.status
         if status == 429:
-            return ProviderRateLimited("The AI provider is rate limiting requests; retry later.",
-                                       retry_after=exc.retry_after if exc.retry_after is not None else 1)
+            return ProviderRateLimited(
+                "The AI provider is rate limiting requests; retry later.",
+                retry_after=exc.retry_after if exc.retry_after is not None else 1,
+            )
         if status in (401, 403):
             return ProviderError("The AI provider refused the gateway's credentials.")
         if status in (400, 413, 422):
-            return ProviderRejected("The AI provider rejected the request as invalid.",
-                                    extra={"upstream_status": status})
+            return ProviderRejected(
+                "The AI provider rejected the request as invalid.", extra={"upstream_status": status}
+            )
         return ProviderError(f"The AI provider failed (HTTP {status}).", extra={"upstream_status": status})
     if isinstance(exc, TimeoutError):  # aiohttp's connect and read timeouts are TimeoutErrors too
         return ProviderTimeout("The AI provider did not answer in time.")
@@ -96,10 +98,18 @@ class Upstream:
         self.name = name
         self.settings = settings
         self.provider = provider
-        self.breaker = CircuitBreaker(f"ai:{name}", failure_threshold=settings.breaker_failures,
-                                      reset_timeout=settings.breaker_reset_seconds, is_failure=counts_as_failure)
-        self.bulkhead = Bulkhead(f"ai:{name}", max_concurrent=settings.max_concurrent,
-                                 max_waiting=settings.max_waiting, wait_timeout=settings.connect_timeout_seconds)
+        self.breaker = CircuitBreaker(
+            f"ai:{name}",
+            failure_threshold=settings.breaker_failures,
+            reset_timeout=settings.breaker_reset_seconds,
+            is_failure=counts_as_failure,
+        )
+        self.bulkhead = Bulkhead(
+            f"ai:{name}",
+            max_concurrent=settings.max_concurrent,
+            max_waiting=settings.max_waiting,
+            wait_timeout=settings.connect_timeout_seconds,
+        )
 
     @property
     def streams(self) -> bool:
@@ -129,9 +139,12 @@ class Upstream:
         # The first attempt runs outside stamina: entering a retry context costs about as much as the
         # rest of the gateway's own work per call, and almost every call succeeds at once. Its failure is
         # replayed as stamina's first attempt, so backoff and Retry-After apply exactly as if it had been.
-        async for attempt in retrying(on=self.retry_hook, attempts=1 + self.settings.retries,
-                                      timeout=self.settings.timeout_seconds,
-                                      wait_max=self.settings.max_retry_wait_seconds):
+        async for attempt in retrying(
+            on=self.retry_hook,
+            attempts=1 + self.settings.retries,
+            timeout=self.settings.timeout_seconds,
+            wait_max=self.settings.max_retry_wait_seconds,
+        ):
             with attempt:
                 if failure is not None:
                     replayed, failure = failure, None

@@ -56,8 +56,9 @@ class Keyring:
     def from_settings(cls, settings: CryptoSettings, data_dir: Path) -> Keyring:
         """The configured keys, or in development a key generated once into ``DATA_DIR/keys.json``."""
         if settings.keys:
-            keys = {kid: base64.b64decode(value.get_secret_value(), validate=True)
-                    for kid, value in settings.keys.items()}
+            keys = {
+                kid: base64.b64decode(value.get_secret_value(), validate=True) for kid, value in settings.keys.items()
+            }
             active = settings.active_key_id or next(iter(keys))
             return cls(keys, active)
         path = data_dir / GENERATED_KEY_FILE
@@ -93,8 +94,8 @@ class Keyring:
             if blob[0] != _VERSION:
                 raise DecryptionError("unknown ciphertext version")
             n = blob[1]
-            kid = blob[2:2 + n].decode()
-            salt, nonce, sealed = blob[2 + n:18 + n], blob[18 + n:30 + n], blob[30 + n:]
+            kid = blob[2 : 2 + n].decode()
+            salt, nonce, sealed = blob[2 + n : 18 + n], blob[18 + n : 30 + n], blob[30 + n :]
             if len(sealed) < 16:  # no room for the GCM tag; a cut nonce would make AESGCM raise ValueError
                 raise DecryptionError("malformed ciphertext")
         except (IndexError, UnicodeDecodeError) as exc:
@@ -110,7 +111,7 @@ class Keyring:
     @staticmethod
     def key_id_of(blob: bytes) -> str:
         try:
-            return blob[2:2 + blob[1]].decode()
+            return blob[2 : 2 + blob[1]].decode()
         except (IndexError, UnicodeDecodeError) as exc:
             raise DecryptionError("malformed ciphertext") from exc
 

@@ -96,9 +96,15 @@ class Database:
 
     @classmethod
     def from_settings(cls, settings: CoreSettings) -> Database:
-        return cls(create_engine(settings.resolved_database_url, pool_size=settings.db_pool_size,
-                                 max_overflow=settings.db_max_overflow, timeout=settings.db_timeout_seconds),
-                   write_timeout=settings.db_timeout_seconds)
+        return cls(
+            create_engine(
+                settings.resolved_database_url,
+                pool_size=settings.db_pool_size,
+                max_overflow=settings.db_max_overflow,
+                timeout=settings.db_timeout_seconds,
+            ),
+            write_timeout=settings.db_timeout_seconds,
+        )
 
     @asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:

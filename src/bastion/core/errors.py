@@ -218,5 +218,8 @@ def headers_list(content_length: int, extra: Mapping[str, str]) -> list[tuple[by
 
 def validation_errors(items: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """The ``errors`` member of a VALIDATION_FAILED problem: ``[{"field": ..., "message": ...}]``."""
-    return {"errors": [{"field": str(i.get("key") or i.get("field") or ""),
-                        "message": str(i.get("message", ""))} for i in items]}
+    return {
+        "errors": [
+            {"field": str(i.get("key") or i.get("field") or ""), "message": str(i.get("message", ""))} for i in items
+        ]
+    }

@@ -42,8 +42,9 @@ class CheckResult:
 
 
 class Health:
-    def __init__(self, lifecycle: Lifecycle, *, version: str, service_id: str = "bastion",
-                 cache_seconds: float = 1.0) -> None:
+    def __init__(
+        self, lifecycle: Lifecycle, *, version: str, service_id: str = "bastion", cache_seconds: float = 1.0
+    ) -> None:
         self.lifecycle = lifecycle
         self.version = version
         self.service_id = service_id
@@ -85,8 +86,14 @@ class Health:
             status = "fail" if check.required else "warn"
             output = getattr(exc, "detail", None) or type(exc).__name__
         latency = round((time.perf_counter() - started) * 1000.0, 3)
-        return CheckResult(check.name, status, latency, check.component_type, output,
-                           dt.datetime.now(dt.UTC).isoformat(timespec="seconds"))
+        return CheckResult(
+            check.name,
+            status,
+            latency,
+            check.component_type,
+            output,
+            dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        )
 
     async def ready(self) -> tuple[bool, list[CheckResult]]:
         if not self.lifecycle.ready:
@@ -97,27 +104,40 @@ class Health:
     async def detailed(self) -> tuple[Status, dict[str, Any]]:
         results = await self.results() if not self.lifecycle.draining else []
         statuses = {r.status for r in results}
-        status: Status = "fail" if "fail" in statuses or not self.lifecycle.ready else (
-            "warn" if "warn" in statuses else "pass")
+        status: Status = (
+            "fail" if "fail" in statuses or not self.lifecycle.ready else ("warn" if "warn" in statuses else "pass")
+        )
         checks: dict[str, list[dict[str, Any]]] = {}
         for r in results:
-            entry: dict[str, Any] = {"componentType": r.component_type, "observedValue": r.latency_ms,
-                                     "observedUnit": "ms", "status": r.status, "time": r.time}
+            entry: dict[str, Any] = {
+                "componentType": r.component_type,
+                "observedValue": r.latency_ms,
+                "observedUnit": "ms",
+                "status": r.status,
+                "time": r.time,
+            }
             if r.output:
                 entry["output"] = r.output
             checks[f"{r.name}:responseTime"] = [entry]
         now = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
         def system(value: float, unit: str) -> list[dict[str, Any]]:
-            return [{"componentType": "system", "observedValue": value, "observedUnit": unit, "status": "pass",
-                     "time": now}]
+            return [
+                {"componentType": "system", "observedValue": value, "observedUnit": unit, "status": "pass", "time": now}
+            ]
 
         checks["uptime"] = system(round(time.time() - self.lifecycle.started_at, 1), "s")
         checks["memory:utilization"] = system(metrics.update_process_metrics(), "bytes")
         checks["http:inFlight"] = system(self.lifecycle.in_flight, "requests")
-        body: dict[str, Any] = {"status": status, "version": self.version, "serviceId": self.service_id,
-                                "description": f"bastion ({self.lifecycle.phase.value})", "checks": checks}
+        body: dict[str, Any] = {
+            "status": status,
+            "version": self.version,
+            "serviceId": self.service_id,
+            "description": f"bastion ({self.lifecycle.phase.value})",
+            "checks": checks,
+        }
         if status != "pass":
-            body["output"] = "; ".join(f"{r.name}: {r.output}" for r in results if r.output) or \
-                self.lifecycle.phase.value
+            body["output"] = (
+                "; ".join(f"{r.name}: {r.output}" for r in results if r.output) or self.lifecycle.phase.value
+            )
         return status, body

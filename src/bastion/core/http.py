@@ -39,8 +39,15 @@ class HttpClients:
 
             timeout = timeout or httpx.Timeout(30.0, connect=5.0, pool=5.0)
             limits = limits or httpx.Limits(max_connections=256, max_keepalive_connections=64, keepalive_expiry=30.0)
-            found = httpx.AsyncClient(base_url=base_url, timeout=timeout, limits=limits, headers=headers,
-                                      transport=transport, follow_redirects=False, trust_env=False)
+            found = httpx.AsyncClient(
+                base_url=base_url,
+                timeout=timeout,
+                limits=limits,
+                headers=headers,
+                transport=transport,
+                follow_redirects=False,
+                trust_env=False,
+            )
             self._clients[name] = found
         return found
 

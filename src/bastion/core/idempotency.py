@@ -56,8 +56,17 @@ class _Record(msgspec.Struct, array_like=True):
 
 _encode = msgspec.msgpack.Encoder().encode
 _decode = msgspec.msgpack.Decoder(_Record).decode
-_SKIP_HEADERS = frozenset({b"content-length", b"x-request-id", b"x-response-time", b"date", b"ratelimit",
-                           b"x-ratelimit-remaining", b"x-ratelimit-reset"})
+_SKIP_HEADERS = frozenset(
+    {
+        b"content-length",
+        b"x-request-id",
+        b"x-response-time",
+        b"date",
+        b"ratelimit",
+        b"x-ratelimit-remaining",
+        b"x-ratelimit-reset",
+    }
+)
 
 
 class IdempotencyMiddleware:
@@ -73,8 +82,9 @@ class IdempotencyMiddleware:
             return
         ctx: RequestContext = scope[CONTEXT_KEY]
         if not _KEY.match(header):
-            await send_problem(send, BadRequest("Idempotency-Key must be 1-255 visible ASCII characters."),
-                               ctx.request_id)
+            await send_problem(
+                send, BadRequest("Idempotency-Key must be 1-255 visible ASCII characters."), ctx.request_id
+            )
             return
         platform = scope["litestar_app"].state.platform
         store: Store = platform.store
@@ -82,16 +92,26 @@ class IdempotencyMiddleware:
 
         body = await _read_body(receive)
         who = ctx.principal.rate_key if ctx.principal is not None else "ip:" + ctx.client
-        digest = hashlib.sha256(scope["method"].encode() + b" " + scope["path"].encode() + b"?"
-                                + scope.get("query_string", b"") + b"\n" + body).hexdigest()
+        digest = hashlib.sha256(
+            scope["method"].encode()
+            + b" "
+            + scope["path"].encode()
+            + b"?"
+            + scope.get("query_string", b"")
+            + b"\n"
+            + body
+        ).hexdigest()
         key = "idem:" + hashlib.sha256(f"{who}\n{scope['path']}\n".encode() + header).hexdigest()
 
         try:
             claimed = await store.set_if_absent(key, _encode(_Record(digest)), ttl=PENDING_SECONDS)
             existing = None if claimed else await store.get(key)
         except StoreUnavailable:
-            await send_problem(send, DependencyUnavailable(
-                "Idempotency records are unavailable; retry shortly.", retry_after=2), ctx.request_id)
+            await send_problem(
+                send,
+                DependencyUnavailable("Idempotency records are unavailable; retry shortly.", retry_after=2),
+                ctx.request_id,
+            )
             return
 
         if not claimed:
@@ -104,23 +124,32 @@ class IdempotencyMiddleware:
         record = _decode(raw) if raw else None
         if record is None or record.status == 0:
             if record is not None and record.fingerprint != digest:
-                await send_problem(send, IdempotencyKeyReused(
-                    "This Idempotency-Key was used for a different request."), ctx.request_id)
+                await send_problem(
+                    send, IdempotencyKeyReused("This Idempotency-Key was used for a different request."), ctx.request_id
+                )
                 return
-            await send_problem(send, IdempotencyInProgress(
-                "The first request with this Idempotency-Key has not finished.", retry_after=1), ctx.request_id)
+            await send_problem(
+                send,
+                IdempotencyInProgress("The first request with this Idempotency-Key has not finished.", retry_after=1),
+                ctx.request_id,
+            )
             return
         if record.fingerprint != digest:
-            await send_problem(send, IdempotencyKeyReused(
-                "This Idempotency-Key was used for a different request."), ctx.request_id)
+            await send_problem(
+                send, IdempotencyKeyReused("This Idempotency-Key was used for a different request."), ctx.request_id
+            )
             return
-        headers = [*record.headers, (b"content-length", str(len(record.body)).encode()),
-                   (b"idempotent-replayed", b"true")]
+        headers = [
+            *record.headers,
+            (b"content-length", str(len(record.body)).encode()),
+            (b"idempotent-replayed", b"true"),
+        ]
         await send({"type": "http.response.start", "status": record.status, "headers": headers})
         await send({"type": "http.response.body", "body": record.body})
 
-    async def _run_and_store(self, scope: Scope, body: bytes, send: Send, store: Store, key: str,
-                             digest: str, ttl: float) -> None:
+    async def _run_and_store(
+        self, scope: Scope, body: bytes, send: Send, store: Store, key: str, digest: str, ttl: float
+    ) -> None:
         delivered = False
 
         async def replay() -> Message:
@@ -139,8 +168,9 @@ class IdempotencyMiddleware:
             nonlocal status, headers, size
             if message["type"] == "http.response.start":
                 status = message["status"]
-                headers = [(bytes(k), bytes(v)) for k, v in message.get("headers", ())
-                           if bytes(k).lower() not in _SKIP_HEADERS]
+                headers = [
+                    (bytes(k), bytes(v)) for k, v in message.get("headers", ()) if bytes(k).lower() not in _SKIP_HEADERS
+                ]
             elif message["type"] == "http.response.body" and size <= MAX_STORED_BODY:
                 chunk = message.get("body", b"")
                 size += len(chunk)

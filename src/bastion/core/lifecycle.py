@@ -37,8 +37,7 @@ class Phase(enum.Enum):
 
 
 class Lifecycle:
-    def __init__(self, *, grace_seconds: float, memory_warn_mb: int = 512,
-                 memory_check_seconds: float = 30.0) -> None:
+    def __init__(self, *, grace_seconds: float, memory_warn_mb: int = 512, memory_check_seconds: float = 30.0) -> None:
         self.grace_seconds = grace_seconds
         self.memory_warn_bytes = memory_warn_mb * 1024 * 1024
         self.memory_check_seconds = memory_check_seconds
@@ -157,8 +156,11 @@ class Lifecycle:
                 next_memory_check = now + self.memory_check_seconds
                 rss = metrics.update_process_metrics()  # one read of /proc: cheaper than a thread hop
                 if rss > self.memory_warn_bytes and not warned:
-                    log.warning("memory above threshold", rss_mb=rss // 1_048_576,
-                                threshold_mb=self.memory_warn_bytes // 1_048_576)
+                    log.warning(
+                        "memory above threshold",
+                        rss_mb=rss // 1_048_576,
+                        threshold_mb=self.memory_warn_bytes // 1_048_576,
+                    )
                     warned = True
                 elif rss <= self.memory_warn_bytes * 0.9:
                     warned = False

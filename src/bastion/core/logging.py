@@ -42,8 +42,22 @@ _SENSITIVE_ASSIGNMENT = re.compile(
 )
 # Keys the edge writes on every access line; their values are ours, so skipping the scan is safe and
 # keeps the hot path short.
-_TRUSTED_KEYS = frozenset({"event", "level", "timestamp", "request_id", "method", "route", "status",
-                           "duration_ms", "client", "principal", "bytes", "logger"})
+_TRUSTED_KEYS = frozenset(
+    {
+        "event",
+        "level",
+        "timestamp",
+        "request_id",
+        "method",
+        "route",
+        "status",
+        "duration_ms",
+        "client",
+        "principal",
+        "bytes",
+        "logger",
+    }
+)
 _KEY_CACHE: dict[str, bool] = {}
 
 
@@ -64,8 +78,10 @@ def _scrub_value(value: Any, depth: int = 0) -> Any:
     if depth > 6:
         return value
     if isinstance(value, Mapping):
-        return {k: (REDACTED if isinstance(k, str) and _key_is_sensitive(k) else _scrub_value(v, depth + 1))
-                for k, v in value.items()}
+        return {
+            k: (REDACTED if isinstance(k, str) and _key_is_sensitive(k) else _scrub_value(v, depth + 1))
+            for k, v in value.items()
+        }
     if isinstance(value, list | tuple):
         return [_scrub_value(v, depth + 1) for v in value]
     return value

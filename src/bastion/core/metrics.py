@@ -64,8 +64,7 @@ def counter(name: str, doc: str, labels: Sequence[str] = ()) -> Counter:
     return result
 
 
-def histogram(name: str, doc: str, labels: Sequence[str] = (),
-              buckets: Sequence[float] = LATENCY_BUCKETS) -> Histogram:
+def histogram(name: str, doc: str, labels: Sequence[str] = (), buckets: Sequence[float] = LATENCY_BUCKETS) -> Histogram:
     result: Histogram = _get_or_create(Histogram, name, doc, labels, buckets=tuple(buckets))
     return result
 
@@ -79,10 +78,10 @@ class HttpMetrics:
     """RED metrics for the edge, with labelled children cached so a request costs two dict lookups."""
 
     def __init__(self) -> None:
-        self.requests = counter("http_requests_total", "HTTP requests served",
-                                ("method", "route", "status_class"))
-        self.latency = histogram("http_request_duration_seconds", "Time to serve an HTTP request",
-                                 ("method", "route", "status_class"))
+        self.requests = counter("http_requests_total", "HTTP requests served", ("method", "route", "status_class"))
+        self.latency = histogram(
+            "http_request_duration_seconds", "Time to serve an HTTP request", ("method", "route", "status_class")
+        )
         self._children: dict[tuple[str, str, str], tuple[Any, Any]] = {}
 
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
@@ -101,10 +100,10 @@ _STATUS_CLASS = {1: "1xx", 2: "2xx", 3: "3xx", 4: "4xx", 5: "5xx"}
 
 ratelimit_decisions = counter("ratelimit_decisions_total", "Admission decisions", ("tier", "decision"))
 bans_total = counter("ratelimit_bans_total", "Clients banned for abuse", ("tier",))
-breaker_state = gauge("circuit_breaker_state", "Circuit state: 0 closed, 1 half-open, 2 open",
-                      ("breaker",), mode="livemax")
-breaker_transitions = counter("circuit_breaker_transitions_total", "Circuit state changes",
-                              ("breaker", "to"))
+breaker_state = gauge(
+    "circuit_breaker_state", "Circuit state: 0 closed, 1 half-open, 2 open", ("breaker",), mode="livemax"
+)
+breaker_transitions = counter("circuit_breaker_transitions_total", "Circuit state changes", ("breaker", "to"))
 in_flight = gauge("http_requests_in_flight", "HTTP requests being served (sampled every second)")
 process_rss = gauge("process_rss_bytes", "Resident memory of each worker", mode="liveall")
 
@@ -176,5 +175,4 @@ def archive_dead_workers(directory: str) -> int:
 
 
 def _read(path: str) -> list[tuple[str, float, float]]:
-    return [(key, value, timestamp)
-            for key, value, timestamp, _ in MmapedDict.read_all_values_from_file(path)]
+    return [(key, value, timestamp) for key, value, timestamp, _ in MmapedDict.read_all_values_from_file(path)]

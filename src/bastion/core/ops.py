@@ -45,8 +45,7 @@ async def ready(request: Request[Any, Any, Any]) -> Response[Any]:
     """Ready to take traffic: every required dependency answers and the worker is not draining."""
     platform = _platform(request)
     ok, results = await platform.health.ready()
-    body: dict[str, Any] = {"status": "pass" if ok else "fail",
-                            "checks": {r.name: r.status for r in results}}
+    body: dict[str, Any] = {"status": "pass" if ok else "fail", "checks": {r.name: r.status for r in results}}
     if not platform.lifecycle.ready:
         body["output"] = platform.lifecycle.phase.value
     headers = dict(_NO_STORE)
@@ -67,11 +66,11 @@ async def detailed(request: Request[Any, Any, Any]) -> Response[Any]:
         admin = ctx is not None and ctx.principal is not None and ctx.principal.has_role("owner", "admin")
         token = settings.health_token.get_secret_value() if settings.health_token else None
         if not admin and not (token and _bearer_matches(request, token)):
-            raise errors.Unauthorized("The detailed health report needs an admin or the health token.",
-                                      headers={"WWW-Authenticate": "Bearer"})
+            raise errors.Unauthorized(
+                "The detailed health report needs an admin or the health token.", headers={"WWW-Authenticate": "Bearer"}
+            )
     status, body = await platform.health.detailed()
-    return Response(body, status_code=503 if status == "fail" else 200, media_type=HEALTH_JSON,
-                    headers=_NO_STORE)
+    return Response(body, status_code=503 if status == "fail" else 200, media_type=HEALTH_JSON, headers=_NO_STORE)
 
 
 @get("/metrics", include_in_schema=False)
@@ -91,10 +90,12 @@ def security_txt(request: Request[Any, Any, Any]) -> Response[str]:
     if not settings.security_contact:
         raise errors.NotFound("No security contact is configured.")
     expires = (dt.datetime.now(dt.UTC) + dt.timedelta(days=364)).replace(microsecond=0)
-    lines = [f"Contact: {settings.security_contact}", f"Expires: {expires.isoformat().replace('+00:00', 'Z')}",
-             "Preferred-Languages: en"]
-    return Response("\n".join(lines) + "\n", media_type=MediaType.TEXT,
-                    headers={"cache-control": "max-age=86400"})
+    lines = [
+        f"Contact: {settings.security_contact}",
+        f"Expires: {expires.isoformat().replace('+00:00', 'Z')}",
+        "Preferred-Languages: en",
+    ]
+    return Response("\n".join(lines) + "\n", media_type=MediaType.TEXT, headers={"cache-control": "max-age=86400"})
 
 
 @get("/problems/{slug:str}", include_in_schema=False, sync_to_thread=False)
@@ -103,8 +104,7 @@ def problem_page(slug: FromPath[str]) -> Response[str]:
     for kind in _error_types(errors.AppError):
         if errors.problem_type(kind.code) == f"/problems/{slug}":
             text = f"{kind.code}\n{kind.status} {kind.title}\n\n{(kind.__doc__ or '').strip()}\n"
-            return Response(text, media_type=MediaType.TEXT,
-                            headers={"cache-control": "max-age=3600"})
+            return Response(text, media_type=MediaType.TEXT, headers={"cache-control": "max-age=3600"})
     raise errors.NotFound("No such problem type.")
 
 
@@ -115,8 +115,9 @@ def _error_types(root: type[errors.AppError]) -> list[type[errors.AppError]]:
     return found
 
 
-ops_router = Router(path="/", route_handlers=[health, live, ready, detailed, metrics_endpoint, security_txt,
-                                              problem_page])
+ops_router = Router(
+    path="/", route_handlers=[health, live, ready, detailed, metrics_endpoint, security_txt, problem_page]
+)
 
 OPS_ROUTE_GROUPS = [
     RouteGroup("/health", RoutePolicy(tier=None)),

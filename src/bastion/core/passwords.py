@@ -23,10 +23,18 @@ from argon2.exceptions import InvalidHashError, VerificationError
 
 
 class Passwords:
-    def __init__(self, *, time_cost: int, memory_kib: int, parallelism: int, max_concurrent: int = 1,
-                 gate: AbstractAsyncContextManager[Any] | None = None) -> None:
-        self._hasher = PasswordHasher(time_cost=time_cost, memory_cost=memory_kib, parallelism=parallelism,
-                                      hash_len=32, salt_len=16, type=Type.ID)
+    def __init__(
+        self,
+        *,
+        time_cost: int,
+        memory_kib: int,
+        parallelism: int,
+        max_concurrent: int = 1,
+        gate: AbstractAsyncContextManager[Any] | None = None,
+    ) -> None:
+        self._hasher = PasswordHasher(
+            time_cost=time_cost, memory_cost=memory_kib, parallelism=parallelism, hash_len=32, salt_len=16, type=Type.ID
+        )
         # Each hash holds ``memory_kib`` for its duration: a burst must queue, not exhaust memory or cores.
         # ``gate`` replaces the plain semaphore, e.g. with a Bulkhead that refuses when too many wait.
         self._gate: AbstractAsyncContextManager[Any] = gate or asyncio.Semaphore(max_concurrent)

@@ -38,9 +38,22 @@ log = get_logger("bastion.platform")
 class Platform:
     # A plain class, not a dataclass: Litestar hands it to handlers through msgspec, which would
     # otherwise inspect (and on every request, convert) a dataclass field by field.
-    def __init__(self, *, settings: CoreSettings, version: str, lifecycle: Lifecycle, db: Database, store: Store,
-                 redis: aioredis.Redis | None, limiter: Limiter, keyring: Keyring, http: HttpClients,
-                 health: Health, http_metrics: metrics.HttpMetrics, broker: Broker | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        settings: CoreSettings,
+        version: str,
+        lifecycle: Lifecycle,
+        db: Database,
+        store: Store,
+        redis: aioredis.Redis | None,
+        limiter: Limiter,
+        keyring: Keyring,
+        http: HttpClients,
+        health: Health,
+        http_metrics: metrics.HttpMetrics,
+        broker: Broker | None = None,
+    ) -> None:
         self.settings = settings
         self.version = version
         self.lifecycle = lifecycle
@@ -56,9 +69,11 @@ class Platform:
 
     @classmethod
     def build(cls, settings: CoreSettings, *, version: str) -> Platform:
-        lifecycle = Lifecycle(grace_seconds=settings.shutdown_grace_seconds,
-                              memory_warn_mb=settings.memory_warn_mb,
-                              memory_check_seconds=settings.memory_check_seconds)
+        lifecycle = Lifecycle(
+            grace_seconds=settings.shutdown_grace_seconds,
+            memory_warn_mb=settings.memory_warn_mb,
+            memory_check_seconds=settings.memory_check_seconds,
+        )
         database = Database.from_settings(settings)
         redis_client: aioredis.Redis | None = None
         admission_client: aioredis.Redis | None = None
@@ -90,10 +105,20 @@ class Platform:
         if broker is not None:
             health.add(HealthCheck("broker", broker.ping, component_type="component"))
 
-        platform = cls(settings=settings, version=version, lifecycle=lifecycle, db=database, store=store,
-                       redis=redis_client, limiter=limiter,
-                       keyring=Keyring.from_settings(settings.crypto, settings.data_dir),
-                       http=HttpClients(), health=health, http_metrics=metrics.HttpMetrics(), broker=broker)
+        platform = cls(
+            settings=settings,
+            version=version,
+            lifecycle=lifecycle,
+            db=database,
+            store=store,
+            redis=redis_client,
+            limiter=limiter,
+            keyring=Keyring.from_settings(settings.crypto, settings.data_dir),
+            http=HttpClients(),
+            health=health,
+            http_metrics=metrics.HttpMetrics(),
+            broker=broker,
+        )
         lifecycle.on_close("database", database.close)
         lifecycle.on_close("http-clients", platform.http.close)
         if broker is not None:

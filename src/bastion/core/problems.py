@@ -46,8 +46,9 @@ def translate(exc: BaseException, translators: tuple[Translator, ...] = (db.unav
         return exc
     if isinstance(exc, ValidationException):
         extra = exc.extra if isinstance(exc.extra, list) else []
-        return errors.ValidationFailed("The request does not match the expected schema.",
-                                       extra=errors.validation_errors(extra))
+        return errors.ValidationFailed(
+            "The request does not match the expected schema.", extra=errors.validation_errors(extra)
+        )
     if isinstance(exc, HTTPException):
         if isinstance(exc.__cause__, SerializationException) or "malformed" in str(exc.detail).lower():
             return errors.MalformedBody("The body is not valid JSON.")
@@ -71,15 +72,25 @@ def exception_handler(production: bool) -> Callable[[Request[Any, Any, Any], Exc
         request_id = ctx.request_id if ctx is not None else None
         error = translate(exc)
         if error is None:
-            log.error("unhandled exception", route=request.scope.get("path_template"),
-                      method=request.method, exc_info=exc)
+            log.error(
+                "unhandled exception", route=request.scope.get("path_template"), method=request.method, exc_info=exc
+            )
             body = errors.render_unexpected(exc, request_id, production=production)
-            return Response(body, status_code=500, media_type=errors.PROBLEM_CONTENT_TYPE.decode(),
-                            headers={"cache-control": "no-store"})
+            return Response(
+                body,
+                status_code=500,
+                media_type=errors.PROBLEM_CONTENT_TYPE.decode(),
+                headers={"cache-control": "no-store"},
+            )
         if error.status >= 500:
-            log.warning("request failed", code=error.code, detail=error.detail,
-                        cause=type(exc.__cause__ or exc).__name__)
-        return Response(errors.render(error, request_id), status_code=error.status,
-                        media_type=errors.PROBLEM_CONTENT_TYPE.decode(), headers=error.headers)
+            log.warning(
+                "request failed", code=error.code, detail=error.detail, cause=type(exc.__cause__ or exc).__name__
+            )
+        return Response(
+            errors.render(error, request_id),
+            status_code=error.status,
+            media_type=errors.PROBLEM_CONTENT_TYPE.decode(),
+            headers=error.headers,
+        )
 
     return handle

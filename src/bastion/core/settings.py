@@ -151,7 +151,13 @@ class CoreSettings(BaseSettings):
     max_url_length: int = Field(2048, ge=64)
     max_header_bytes: int = Field(8192, ge=1024)
     allowed_methods: Annotated[list[str], NoDecode] = [
-        "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS",
+        "GET",
+        "HEAD",
+        "POST",
+        "PUT",
+        "PATCH",
+        "DELETE",
+        "OPTIONS",
     ]
 
     shutdown_grace_seconds: float = Field(25.0, gt=0)
@@ -244,14 +250,25 @@ class CoreSettings(BaseSettings):
         if not self.security_contact:
             add("BASTION_SECURITY_CONTACT", "security.txt needs a contact (mailto: or https: URI)")
         if self.uses_sqlite and self.server.workers > 1:
-            found.append(Problem("warning", "BASTION_DATABASE_URL",
-                                 "SQLite with several workers serialises writes; use PostgreSQL to scale"))
+            found.append(
+                Problem(
+                    "warning",
+                    "BASTION_DATABASE_URL",
+                    "SQLite with several workers serialises writes; use PostgreSQL to scale",
+                )
+            )
         if self.redis_url is None and self.server.workers > 1:
-            found.append(Problem("warning", "BASTION_REDIS_URL",
-                                 "without Redis, limits, bans and one-time claims are per worker"))
+            found.append(
+                Problem(
+                    "warning", "BASTION_REDIS_URL", "without Redis, limits, bans and one-time claims are per worker"
+                )
+            )
         tiers = self.rate_limits.tiers()
-        found.extend(Problem("error", "BASTION_ADMISSION__FAIL_CLOSED_TIERS", f"unknown tier {tier!r}")
-                     for tier in self.admission.fail_closed_tiers if tier not in tiers)
+        found.extend(
+            Problem("error", "BASTION_ADMISSION__FAIL_CLOSED_TIERS", f"unknown tier {tier!r}")
+            for tier in self.admission.fail_closed_tiers
+            if tier not in tiers
+        )
         return found
 
 

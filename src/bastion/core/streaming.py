@@ -30,8 +30,9 @@ class ShutdownSignal(Protocol):
     def subscribe(self, callback: Callable[[], None]) -> Callable[[], None]: ...
 
 
-async def until_shutdown(source: AsyncIterator[bytes], lifecycle: ShutdownSignal,
-                         final: Iterable[bytes] = ()) -> AsyncIterator[bytes]:
+async def until_shutdown(
+    source: AsyncIterator[bytes], lifecycle: ShutdownSignal, final: Iterable[bytes] = ()
+) -> AsyncIterator[bytes]:
     task = asyncio.current_task()
     waiting = False
     stopping = lifecycle.draining

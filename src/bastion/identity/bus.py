@@ -84,11 +84,13 @@ class Bus:
                 acks.check()
                 await asyncio.wait_for(asyncio.shield(acks.done), ACK_TIMEOUT)
         except TimeoutError:
-            log.warning("revocation not acknowledged by every instance in time", expected=acks.expected,
-                        acknowledged=acks.seen)
+            log.warning(
+                "revocation not acknowledged by every instance in time", expected=acks.expected, acknowledged=acks.seen
+            )
         except Exception as exc:  # the revocation is committed; only its broadcast failed
-            log.warning("revocation broadcast failed; other instances catch up within the cache TTL",
-                        error=type(exc).__name__)
+            log.warning(
+                "revocation broadcast failed; other instances catch up within the cache TTL", error=type(exc).__name__
+            )
         finally:
             self._pending.pop(nonce, None)
 
@@ -163,8 +165,9 @@ class LocalBus(Bus):
 
 
 class RedisBus(Bus):
-    def __init__(self, on_tags: TagHandler, on_gap: Callable[[], None], *, url: str, channel: str,
-                 publisher: aioredis.Redis) -> None:
+    def __init__(
+        self, on_tags: TagHandler, on_gap: Callable[[], None], *, url: str, channel: str, publisher: aioredis.Redis
+    ) -> None:
         super().__init__(on_tags, on_gap)
         self.url = url
         self.channel = channel
@@ -187,8 +190,9 @@ class RedisBus(Bus):
         mine = self._ack_channel(self.origin)
         while True:
             # A connection of its own with no read timeout: a subscriber waits for messages indefinitely.
-            client = aioredis.from_url(self.url, socket_connect_timeout=CONNECT_TIMEOUT, socket_keepalive=True,
-                                       health_check_interval=30)
+            client = aioredis.from_url(
+                self.url, socket_connect_timeout=CONNECT_TIMEOUT, socket_keepalive=True, health_check_interval=30
+            )
             pubsub = client.pubsub(ignore_subscribe_messages=True)
             try:
                 await pubsub.subscribe(self.channel, mine)
@@ -213,8 +217,9 @@ class RedisBus(Bus):
 class PostgresBus(Bus):
     PING_SECONDS = 15.0
 
-    def __init__(self, on_tags: TagHandler, on_gap: Callable[[], None], *, dsn: str, channel: str,
-                 engine: AsyncEngine) -> None:
+    def __init__(
+        self, on_tags: TagHandler, on_gap: Callable[[], None], *, dsn: str, channel: str, engine: AsyncEngine
+    ) -> None:
         super().__init__(on_tags, on_gap)
         self.dsn = dsn
         self.channel = channel
@@ -228,19 +233,25 @@ class PostgresBus(Bus):
 
         async with self.engine.begin() as conn:
             # The listeners connected now are the ones the notification reaches when this commits.
-            listeners = await conn.scalar(text("SELECT count(*) FROM pg_stat_activity "
-                                               "WHERE datname = current_database() AND application_name = :name"),
-                                          {"name": LISTENER_NAME})
-            await conn.execute(text("SELECT pg_notify(:channel, :payload)"),
-                               {"channel": self.channel, "payload": payload})
+            listeners = await conn.scalar(
+                text(
+                    "SELECT count(*) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND application_name = :name"
+                ),
+                {"name": LISTENER_NAME},
+            )
+            await conn.execute(
+                text("SELECT pg_notify(:channel, :payload)"), {"channel": self.channel, "payload": payload}
+            )
         return int(listeners or 0)
 
     async def _ack(self, origin: str, nonce: str) -> None:
         from sqlalchemy import text
 
         async with self.engine.begin() as conn:
-            await conn.execute(text("SELECT pg_notify(:channel, :payload)"),
-                               {"channel": self._ack_channel(origin), "payload": nonce})
+            await conn.execute(
+                text("SELECT pg_notify(:channel, :payload)"), {"channel": self._ack_channel(origin), "payload": nonce}
+            )
 
     async def _listen(self) -> None:
         import asyncpg  # type: ignore[import-untyped]
@@ -249,13 +260,15 @@ class PostgresBus(Bus):
         while True:
             conn: Any = None
             try:
-                conn = await asyncpg.connect(self.dsn, timeout=CONNECT_TIMEOUT,
-                                             server_settings={"application_name": LISTENER_NAME})
+                conn = await asyncpg.connect(
+                    self.dsn, timeout=CONNECT_TIMEOUT, server_settings={"application_name": LISTENER_NAME}
+                )
                 closed = asyncio.Event()
                 conn.add_termination_listener(lambda _conn, ended=closed: ended.set())
                 await conn.add_listener(self.channel, lambda _c, _pid, _ch, payload: self.received(payload))
-                await conn.add_listener(self._ack_channel(self.origin),
-                                        lambda _c, _pid, _ch, payload: self.acknowledged(payload))
+                await conn.add_listener(
+                    self._ack_channel(self.origin), lambda _c, _pid, _ch, payload: self.acknowledged(payload)
+                )
                 self._up()
                 backoff = 0.1
                 while not closed.is_set():

@@ -29,8 +29,16 @@ Refusal = Callable[[], AppError]
 class Entry:
     __slots__ = ("created", "epoch", "expires", "principal", "refusal", "renewable", "tags")
 
-    def __init__(self, principal: Principal | None, refusal: Refusal | None, tags: tuple[str, ...],
-                 created: float, expires: float, epoch: int, renewable: bool) -> None:
+    def __init__(
+        self,
+        principal: Principal | None,
+        refusal: Refusal | None,
+        tags: tuple[str, ...],
+        created: float,
+        expires: float,
+        epoch: int,
+        renewable: bool,
+    ) -> None:
         self.principal = principal
         self.refusal = refusal
         self.tags = tags
@@ -68,8 +76,16 @@ class CredentialCache:
             entry.epoch = self.epoch
         return entry
 
-    def put(self, key: bytes, principal: Principal | None, *, tags: Iterable[str] = (), created: float,
-            lifetime: float | None = None, refusal: Refusal | None = None) -> None:
+    def put(
+        self,
+        key: bytes,
+        principal: Principal | None,
+        *,
+        tags: Iterable[str] = (),
+        created: float,
+        lifetime: float | None = None,
+        refusal: Refusal | None = None,
+    ) -> None:
         """Cache an answer obtained from a read that started at ``created``; it lives ``min(ttl, lifetime)``."""
         tags = tuple(tags)
         if any(self._invalidated.get(tag, _NEVER) >= created for tag in tags):

@@ -95,8 +95,11 @@ def create_owner(email: str | None) -> None:
 def create_user(email: str, role: str, plan: str, login: str | None, password_stdin: bool) -> None:
     """Create an account; prints a generated password once unless one is given on stdin."""
     password = sys.stdin.readline().rstrip("\n") if password_stdin else secrets.token_urlsafe(18)
-    user = _run(lambda s: s.create_user(email=email, password=password, login=login,
-                                        role=cast("Literal['admin', 'user']", role), plan=plan))
+    user = _run(
+        lambda s: s.create_user(
+            email=email, password=password, login=login, role=cast("Literal['admin', 'user']", role), plan=plan
+        )
+    )
     click.echo(f"created {user.email} (id {user.id}, {user.role}, {user.plan})")
     if not password_stdin:
         click.echo(f"password: {password}\n(shown once)")
@@ -169,8 +172,7 @@ def reset_password(email: str) -> None:
 @click.option("--days", type=click.IntRange(1, 90), default=7, show_default=True)
 def invite(email: str | None, role: str, days: int) -> None:
     """Print an invite token for registration (shown once)."""
-    made = _run(lambda s: s.create_invite(None, email=email, role=cast("Literal['admin', 'user']", role),
-                                          days=days))
+    made = _run(lambda s: s.create_invite(None, email=email, role=cast("Literal['admin', 'user']", role), days=days))
     click.echo(f"invite: {made.token}\nexpires: {made.expires_at.isoformat()}")
 
 
@@ -192,8 +194,7 @@ def create_key(email: str, name: str, scopes: tuple[str, ...], app: str | None, 
         user = await service.find_user(email)
         # The operator acts for the user with full authority: the key's scopes are whatever is asked.
         actor = Principal(kind="user", id=user.id, roles=frozenset({"owner"}), scopes=frozenset({"*"}))
-        return await service.create_api_key(actor, name=name, scopes=scopes or ("*",), app=app,
-                                            expires_in_days=days)
+        return await service.create_api_key(actor, name=name, scopes=scopes or ("*",), app=app, expires_in_days=days)
 
     view, token = _run(work)
     click.echo(f"key: {token}\nid: {view.id}  scopes: {','.join(view.scopes)}\n(shown once)")

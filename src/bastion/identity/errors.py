@@ -1,36 +1,36 @@
 """Errors of the identity module, each with a stable code.
 
-    AppError
-    ├── BadRequest
-    │   ├── OAuthStateInvalid       400 OAUTH_STATE_INVALID     (missing, expired, replayed, other browser)
-    │   ├── OAuthDenied             400 OAUTH_DENIED            (the provider sent error=...)
-    │   └── OAuthCodeRejected       400 OAUTH_CODE_REJECTED     (invalid_grant: bad code, PKCE mismatch)
-    ├── Unauthorized
-    │   ├── InvalidCredentials      401 INVALID_CREDENTIALS     (one body for unknown user and wrong password)
-    │   ├── InvalidToken            401 INVALID_TOKEN           (expired, tampered, revoked; WWW-Authenticate)
-    │   └── RefreshRejected         401 REFRESH_TOKEN_INVALID   (unknown, expired, spent, revoked)
-    ├── Forbidden
-    │   ├── CsrfFailed              403 CSRF_FAILED
-    │   ├── AccountDisabled         403 ACCOUNT_DISABLED        (only once the caller proved who they are)
-    │   ├── RegistrationClosed      403 REGISTRATION_CLOSED
-    │   ├── ScopeNotGrantable       403 SCOPE_NOT_GRANTABLE
-    │   └── PlanLimitReached        403 PLAN_LIMIT_REACHED
-    ├── NotFound
-    │   ├── ApiKeyNotFound          404 API_KEY_NOT_FOUND
-    │   ├── UserNotFound            404 USER_NOT_FOUND
-    │   └── UnknownProvider         404 OAUTH_PROVIDER_NOT_FOUND
-    ├── Conflict
-    │   ├── EmailTaken              409 EMAIL_TAKEN
-    │   ├── LoginTaken              409 LOGIN_TAKEN
-    │   └── OAuthAccountLinked      409 OAUTH_ACCOUNT_LINKED
-    ├── ValidationFailed
-    │   └── InvalidAccountData      422 VALIDATION_FAILED       (extra: errors [{field, message}])
-    ├── RateLimited
-    │   └── TooManyAttempts         429 TOO_MANY_ATTEMPTS       (per account; Retry-After)
-    ├── BadGateway
-    │   └── OAuthProviderError      502 OAUTH_PROVIDER_ERROR
-    └── GatewayTimeout
-        └── OAuthProviderTimeout    504 OAUTH_PROVIDER_TIMEOUT
+AppError
+├── BadRequest
+│   ├── OAuthStateInvalid       400 OAUTH_STATE_INVALID     (missing, expired, replayed, other browser)
+│   ├── OAuthDenied             400 OAUTH_DENIED            (the provider sent error=...)
+│   └── OAuthCodeRejected       400 OAUTH_CODE_REJECTED     (invalid_grant: bad code, PKCE mismatch)
+├── Unauthorized
+│   ├── InvalidCredentials      401 INVALID_CREDENTIALS     (one body for unknown user and wrong password)
+│   ├── InvalidToken            401 INVALID_TOKEN           (expired, tampered, revoked; WWW-Authenticate)
+│   └── RefreshRejected         401 REFRESH_TOKEN_INVALID   (unknown, expired, spent, revoked)
+├── Forbidden
+│   ├── CsrfFailed              403 CSRF_FAILED
+│   ├── AccountDisabled         403 ACCOUNT_DISABLED        (only once the caller proved who they are)
+│   ├── RegistrationClosed      403 REGISTRATION_CLOSED
+│   ├── ScopeNotGrantable       403 SCOPE_NOT_GRANTABLE
+│   └── PlanLimitReached        403 PLAN_LIMIT_REACHED
+├── NotFound
+│   ├── ApiKeyNotFound          404 API_KEY_NOT_FOUND
+│   ├── UserNotFound            404 USER_NOT_FOUND
+│   └── UnknownProvider         404 OAUTH_PROVIDER_NOT_FOUND
+├── Conflict
+│   ├── EmailTaken              409 EMAIL_TAKEN
+│   ├── LoginTaken              409 LOGIN_TAKEN
+│   └── OAuthAccountLinked      409 OAUTH_ACCOUNT_LINKED
+├── ValidationFailed
+│   └── InvalidAccountData      422 VALIDATION_FAILED       (extra: errors [{field, message}])
+├── RateLimited
+│   └── TooManyAttempts         429 TOO_MANY_ATTEMPTS       (per account; Retry-After)
+├── BadGateway
+│   └── OAuthProviderError      502 OAUTH_PROVIDER_ERROR
+└── GatewayTimeout
+    └── OAuthProviderTimeout    504 OAUTH_PROVIDER_TIMEOUT
 """
 
 from __future__ import annotations

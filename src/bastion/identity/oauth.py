@@ -51,8 +51,12 @@ class OAuthProvider:
         self.name = name
         self.config = config
         self.timeout = timeout
-        self.breaker = CircuitBreaker(f"oauth-{name}", failure_threshold=5, reset_timeout=30.0,
-                                      is_failure=lambda exc: isinstance(exc, OAuthProviderError | OAuthProviderTimeout))
+        self.breaker = CircuitBreaker(
+            f"oauth-{name}",
+            failure_threshold=5,
+            reset_timeout=30.0,
+            is_failure=lambda exc: isinstance(exc, OAuthProviderError | OAuthProviderTimeout),
+        )
         self._transport: Any = None
 
     def authorization_url(self, redirect_uri: str, *, state: str, verifier: str) -> str:
@@ -65,12 +69,16 @@ class OAuthProvider:
         try:
             self.breaker.before_call()
         except CircuitOpen as exc:
-            raise OAuthProviderError(f"Sign-in with {self.name} is paused after repeated failures.",
-                                     headers=exc.headers) from exc
+            raise OAuthProviderError(
+                f"Sign-in with {self.name} is paused after repeated failures.", headers=exc.headers
+            ) from exc
         try:
             client = self._client(redirect_uri)
-            token = await self._call(client.fetch_token(self.config.token_url, code=code, code_verifier=verifier,
-                                                        grant_type="authorization_code"))
+            token = await self._call(
+                client.fetch_token(
+                    self.config.token_url, code=code, code_verifier=verifier, grant_type="authorization_code"
+                )
+            )
             user = await self._userinfo(client)
         except OAuthCodeRejected:
             self.breaker.record_success()  # the provider answered properly: the client's code was bad
@@ -95,11 +103,17 @@ class OAuthProvider:
         httpx2 = _httpx()
         if self._transport is None:  # one pooled transport per provider, shared by every flow
             self._transport = httpx2.AsyncHTTPTransport(retries=0)
-        return AsyncOAuth2Client(client_id=self.config.client_id,
-                                 client_secret=self.config.client_secret.get_secret_value(),
-                                 scope=self.config.scope or None, redirect_uri=redirect_uri,
-                                 code_challenge_method="S256", timeout=self.timeout, transport=self._transport,
-                                 trust_env=False, follow_redirects=False)
+        return AsyncOAuth2Client(
+            client_id=self.config.client_id,
+            client_secret=self.config.client_secret.get_secret_value(),
+            scope=self.config.scope or None,
+            redirect_uri=redirect_uri,
+            code_challenge_method="S256",
+            timeout=self.timeout,
+            transport=self._transport,
+            trust_env=False,
+            follow_redirects=False,
+        )
 
     async def _call(self, pending: Any) -> Any:
         """Await an authlib call, translating transport and protocol failures into our errors."""
@@ -129,10 +143,14 @@ class OAuthProvider:
         verified = bool(info.get(c.email_verified_field)) if c.email_verified_field else False
         if c.emails_url and (email is None or not verified):
             email, verified = await self._primary_email(client, email)
-        return ProviderUser(subject=str(subject), email=email, email_verified=verified and email is not None,
-                            login=_text(info.get(c.login_field)) if c.login_field else None,
-                            name=_text(info.get(c.name_field)) if c.name_field else None,
-                            avatar_url=_text(info.get(c.avatar_field)) if c.avatar_field else None)
+        return ProviderUser(
+            subject=str(subject),
+            email=email,
+            email_verified=verified and email is not None,
+            login=_text(info.get(c.login_field)) if c.login_field else None,
+            name=_text(info.get(c.name_field)) if c.name_field else None,
+            avatar_url=_text(info.get(c.avatar_field)) if c.avatar_field else None,
+        )
 
     async def _primary_email(self, client: Any, fallback: str | None) -> tuple[str | None, bool]:
         """GitHub-style ``[{email, primary, verified}]``: the verified primary address."""
@@ -161,8 +179,7 @@ class OAuthProvider:
         except httpx2.HTTPError as exc:
             raise OAuthProviderError(f"{self.name} failed to return user information.") from exc
         if response.status_code != 200:
-            raise OAuthProviderError(f"{self.name} refused to return user information "
-                                     f"(HTTP {response.status_code}).")
+            raise OAuthProviderError(f"{self.name} refused to return user information (HTTP {response.status_code}).")
         try:
             return response.json()
         except ValueError as exc:
@@ -192,6 +209,9 @@ def _tokens(token: Any) -> ProviderTokens:
         when = dt.datetime.fromtimestamp(time.time() + float(token["expires_in"]), dt.UTC)
     refresh = token.get("refresh_token")
     scope = token.get("scope")
-    return ProviderTokens(access_token=token["access_token"],
-                          refresh_token=refresh if isinstance(refresh, str) else None,
-                          expires_at=when, scope=str(scope)[:512] if scope else None)
+    return ProviderTokens(
+        access_token=token["access_token"],
+        refresh_token=refresh if isinstance(refresh, str) else None,
+        expires_at=when,
+        scope=str(scope)[:512] if scope else None,
+    )

@@ -143,8 +143,14 @@ class IdentityResolver:
         else:
             resolution = await self.service.resolve_api_key(token)
         if resolution.cacheable:
-            self.cache.put(key, resolution.principal, tags=resolution.tags, created=started,
-                           lifetime=resolution.lifetime, refusal=resolution.refusal)
+            self.cache.put(
+                key,
+                resolution.principal,
+                tags=resolution.tags,
+                created=started,
+                lifetime=resolution.lifetime,
+                refusal=resolution.refusal,
+            )
         return resolution
 
     def _renew(self, key: bytes, via: str) -> None:
@@ -153,13 +159,15 @@ class IdentityResolver:
         if token is None or not (token.startswith(tokens.API_KEY_PREFIX) or _is_jwt(token)):
             return
         # A background job of the worker: cancelled at shutdown, a failure logged (and the entry then ends).
-        self.service.platform.lifecycle.spawn(self._flight.do(key, lambda: self._lookup(key, token, via)),
-                                              "identity-renew")
+        self.service.platform.lifecycle.spawn(
+            self._flight.do(key, lambda: self._lookup(key, token, via)), "identity-renew"
+        )
 
     def csrf_problem(self, scope: Scope, ctx: RequestContext, cookie: bytes, principal: Principal) -> str | None:
         """Why a cookie-authenticated unsafe request fails the CSRF check, or None if it passes."""
         if ctx.origin is not None and not self.service.origin_allowed(ctx.origin, ctx.host):
             return "This request comes from another site."
         sent = find_header(scope, self.csrf_header)
-        return self.service.csrf_problem(sent, cookie_value(cookie, self.csrf_cookie),
-                                         str(principal.attrs.get("session_id", "")))
+        return self.service.csrf_problem(
+            sent, cookie_value(cookie, self.csrf_cookie), str(principal.attrs.get("session_id", ""))
+        )

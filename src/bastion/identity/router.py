@@ -67,38 +67,63 @@ def _meta(request: Request[Any, Any, Any]) -> SessionMeta:
     return SessionMeta(client=ctx.client, user_agent=request.headers.get("user-agent"))
 
 
-def _cookie(identity: IdentityService, name: str, value: str, *, max_age: int, path: str = "/",
-            httponly: bool = True) -> Cookie:
-    return Cookie(key=name, value=value, max_age=max_age, path=path, httponly=httponly,
-                  secure=identity.secure_cookies, samesite="lax", domain=identity.config.cookie_domain)
+def _cookie(
+    identity: IdentityService, name: str, value: str, *, max_age: int, path: str = "/", httponly: bool = True
+) -> Cookie:
+    return Cookie(
+        key=name,
+        value=value,
+        max_age=max_age,
+        path=path,
+        httponly=httponly,
+        secure=identity.secure_cookies,
+        samesite="lax",
+        domain=identity.config.cookie_domain,
+    )
 
 
 def _session_cookies(identity: IdentityService, issued: IssuedSession) -> list[Cookie]:
     c = identity.config
     refresh_age = max(0, int((issued.refresh_expires_at - dt.datetime.now(dt.UTC)).total_seconds()))
-    return [_cookie(identity, c.cookie_access, issued.access_token, max_age=issued.access_expires_in),
-            _cookie(identity, c.cookie_refresh, issued.refresh_token, max_age=refresh_age, path="/auth"),
-            _cookie(identity, c.cookie_csrf, issued.csrf_token, max_age=refresh_age, httponly=False)]
+    return [
+        _cookie(identity, c.cookie_access, issued.access_token, max_age=issued.access_expires_in),
+        _cookie(identity, c.cookie_refresh, issued.refresh_token, max_age=refresh_age, path="/auth"),
+        _cookie(identity, c.cookie_csrf, issued.csrf_token, max_age=refresh_age, httponly=False),
+    ]
 
 
 def _cleared_cookies(identity: IdentityService) -> list[Cookie]:
     c = identity.config
-    return [_cookie(identity, c.cookie_access, "", max_age=0),
-            _cookie(identity, c.cookie_refresh, "", max_age=0, path="/auth"),
-            _cookie(identity, c.cookie_csrf, "", max_age=0, httponly=False)]
+    return [
+        _cookie(identity, c.cookie_access, "", max_age=0),
+        _cookie(identity, c.cookie_refresh, "", max_age=0, path="/auth"),
+        _cookie(identity, c.cookie_csrf, "", max_age=0, httponly=False),
+    ]
 
 
-def _session_response(identity: IdentityService, issued: IssuedSession, mode: Mode,
-                      status: int = 200) -> Response[SessionOut]:
+def _session_response(
+    identity: IdentityService, issued: IssuedSession, mode: Mode, status: int = 200
+) -> Response[SessionOut]:
     if mode == "token":
-        body = SessionOut(user=issued.user, expires_in=issued.access_expires_in,
-                          token_type="Bearer",  # noqa: S106 - the OAuth token type name, not a secret
-                          access_token=issued.access_token, refresh_token=issued.refresh_token,
-                          refresh_expires_at=issued.refresh_expires_at)
+        body = SessionOut(
+            user=issued.user,
+            expires_in=issued.access_expires_in,
+            token_type="Bearer",  # noqa: S106 - the OAuth token type name, not a secret
+            access_token=issued.access_token,
+            refresh_token=issued.refresh_token,
+            refresh_expires_at=issued.refresh_expires_at,
+        )
         return Response(body, status_code=status)
-    return Response(SessionOut(user=issued.user, expires_in=issued.access_expires_in,
-                               refresh_expires_at=issued.refresh_expires_at, csrf_token=issued.csrf_token),
-                    status_code=status, cookies=_session_cookies(identity, issued))
+    return Response(
+        SessionOut(
+            user=issued.user,
+            expires_in=issued.access_expires_in,
+            refresh_expires_at=issued.refresh_expires_at,
+            csrf_token=issued.csrf_token,
+        ),
+        status_code=status,
+        cookies=_session_cookies(identity, issued),
+    )
 
 
 async def _optional_body(request: Request[Any, Any, Any], kind: type[RefreshIn]) -> RefreshIn:
@@ -123,18 +148,27 @@ def _csrf_sent(request: Request[Any, Any, Any], identity: IdentityService) -> st
     sent = request.headers.get(identity.config.csrf_header)
     stored = request.cookies.get(identity.config.cookie_csrf)
     if not sent or not stored:
-        raise CsrfFailed(f"Send the CSRF token (the {identity.config.cookie_csrf} cookie) in the "
-                         f"{identity.config.csrf_header} header.")
+        raise CsrfFailed(
+            f"Send the CSRF token (the {identity.config.cookie_csrf} cookie) in the "
+            f"{identity.config.csrf_header} header."
+        )
     if not hmac.compare_digest(sent.encode(), stored.encode()):
         raise CsrfFailed("The CSRF token does not match this session.")
     return sent
 
 
 @post("/auth/register", status_code=201)
-async def register(request: Request[Any, Any, Any], data: JSONBody[RegisterIn],
-                   identity: Identity) -> Response[SessionOut]:
-    issued = await identity.register(email=data.email, password=data.password, login=data.login,
-                                     display_name=data.display_name, invite=data.invite, meta=_meta(request))
+async def register(
+    request: Request[Any, Any, Any], data: JSONBody[RegisterIn], identity: Identity
+) -> Response[SessionOut]:
+    issued = await identity.register(
+        email=data.email,
+        password=data.password,
+        login=data.login,
+        display_name=data.display_name,
+        invite=data.invite,
+        meta=_meta(request),
+    )
     return _session_response(identity, issued, data.mode, 201)
 
 
@@ -179,8 +213,9 @@ async def logout(request: Request[Any, Any, Any], identity: Identity) -> Respons
 
 
 @post("/auth/password", status_code=204)
-async def change_password(request: Request[Any, Any, Any], data: JSONBody[PasswordChange],
-                          identity: Identity) -> Response[None]:
+async def change_password(
+    request: Request[Any, Any, Any], data: JSONBody[PasswordChange], identity: Identity
+) -> Response[None]:
     principal = require_principal(_scope(request))
     if principal.kind != "user":
         raise InvalidToken("Change a password from a signed-in session, not with an API key.")
@@ -202,10 +237,19 @@ async def status(request: Request[Any, Any, Any], identity: Identity) -> Respons
         csrf = request.cookies.get(identity.config.cookie_csrf)
         if not csrf or not identity.signer.csrf_valid(session_id, csrf):
             csrf = identity.signer.csrf_token(session_id)
-            cookies.append(_cookie(identity, identity.config.cookie_csrf, csrf,
-                                   max_age=identity.config.refresh_token_seconds, httponly=False))
-    return Response(StatusOut(authenticated=True, kind=principal.kind, user=user, scopes=sorted(principal.scopes),
-                              csrf_token=csrf), cookies=cookies)
+            cookies.append(
+                _cookie(
+                    identity,
+                    identity.config.cookie_csrf,
+                    csrf,
+                    max_age=identity.config.refresh_token_seconds,
+                    httponly=False,
+                )
+            )
+    return Response(
+        StatusOut(authenticated=True, kind=principal.kind, user=user, scopes=sorted(principal.scopes), csrf_token=csrf),
+        cookies=cookies,
+    )
 
 
 def _redirect_uri(request: Request[Any, Any, Any], identity: IdentityService, provider: str) -> str:
@@ -214,37 +258,59 @@ def _redirect_uri(request: Request[Any, Any, Any], identity: IdentityService, pr
 
 
 @get("/auth/login/{provider:str}")
-async def oauth_login(request: Request[Any, Any, Any], provider: FromPath[str], identity: Identity,
-                      next_path: Annotated[str | None, QueryParameter(name="next")] = None,
-                      invite: FromQuery[str | None] = None) -> Redirect:
+async def oauth_login(
+    request: Request[Any, Any, Any],
+    provider: FromPath[str],
+    identity: Identity,
+    next_path: Annotated[str | None, QueryParameter(name="next")] = None,
+    invite: FromQuery[str | None] = None,
+) -> Redirect:
     principal = current_principal(_scope(request))
     link = principal.id if principal is not None and principal.kind == "user" else None
-    url, state = await identity.oauth_begin(provider, redirect_uri=_redirect_uri(request, identity, provider),
-                                            next_path=next_path, invite=invite, link_user_id=link)
+    url, state = await identity.oauth_begin(
+        provider,
+        redirect_uri=_redirect_uri(request, identity, provider),
+        next_path=next_path,
+        invite=invite,
+        link_user_id=link,
+    )
     # The state is bound to this browser: a callback from another browser (login CSRF) is refused.
-    bound = _cookie(identity, STATE_COOKIE, state, max_age=identity.config.oauth_state_seconds,
-                    path=f"/auth/callback/{provider}")
+    bound = _cookie(
+        identity, STATE_COOKIE, state, max_age=identity.config.oauth_state_seconds, path=f"/auth/callback/{provider}"
+    )
     return Redirect(url, status_code=302, cookies=[bound])
 
 
 @get("/auth/callback/{provider:str}")
-async def oauth_callback(request: Request[Any, Any, Any], provider: FromPath[str], identity: Identity,
-                         code: FromQuery[str | None] = None,
-                         returned_state: Annotated[str | None, QueryParameter(name="state")] = None,
-                         error: FromQuery[str | None] = None) -> Redirect:
-    issued, target = await identity.oauth_complete(provider, state=returned_state,
-                                                   bound_state=request.cookies.get(STATE_COOKIE),
-                                                   code=code, error=error, meta=_meta(request))
-    cookies = [*_session_cookies(identity, issued),
-               _cookie(identity, STATE_COOKIE, "", max_age=0, path=f"/auth/callback/{provider}")]
+async def oauth_callback(
+    request: Request[Any, Any, Any],
+    provider: FromPath[str],
+    identity: Identity,
+    code: FromQuery[str | None] = None,
+    returned_state: Annotated[str | None, QueryParameter(name="state")] = None,
+    error: FromQuery[str | None] = None,
+) -> Redirect:
+    issued, target = await identity.oauth_complete(
+        provider,
+        state=returned_state,
+        bound_state=request.cookies.get(STATE_COOKIE),
+        code=code,
+        error=error,
+        meta=_meta(request),
+    )
+    cookies = [
+        *_session_cookies(identity, issued),
+        _cookie(identity, STATE_COOKIE, "", max_age=0, path=f"/auth/callback/{provider}"),
+    ]
     return Redirect(target, status_code=302, cookies=cookies)
 
 
 @post("/api/keys", status_code=201)
 async def create_key(request: Request[Any, Any, Any], data: JSONBody[ApiKeyIn], identity: Identity) -> ApiKeyCreated:
     principal = require_scope(_scope(request), "keys")
-    view, token = await identity.create_api_key(principal, name=data.name, scopes=data.scopes, app=data.app,
-                                                 expires_in_days=data.expires_in_days)
+    view, token = await identity.create_api_key(
+        principal, name=data.name, scopes=data.scopes, app=data.app, expires_in_days=data.expires_in_days
+    )
     return ApiKeyCreated(**msgspec.structs.asdict(view), key=token)
 
 
@@ -261,16 +327,20 @@ async def revoke_key(request: Request[Any, Any, Any], key_id: FromPath[str], ide
 
 
 @get("/api/users")
-async def list_users(request: Request[Any, Any, Any], identity: Identity,
-                     limit: FromQuery[Annotated[int, msgspec.Meta(ge=1, le=500)]] = 100,
-                     offset: FromQuery[Annotated[int, msgspec.Meta(ge=0)]] = 0) -> list[AdminUserView]:
+async def list_users(
+    request: Request[Any, Any, Any],
+    identity: Identity,
+    limit: FromQuery[Annotated[int, msgspec.Meta(ge=1, le=500)]] = 100,
+    offset: FromQuery[Annotated[int, msgspec.Meta(ge=0)]] = 0,
+) -> list[AdminUserView]:
     require_role(_scope(request), "owner", "admin")
     return await identity.list_users(limit=limit, offset=offset)
 
 
 @patch("/api/users/{user_id:str}")
-async def update_user(request: Request[Any, Any, Any], user_id: FromPath[str], data: JSONBody[UserPatch],
-                      identity: Identity) -> AdminUserView:
+async def update_user(
+    request: Request[Any, Any, Any], user_id: FromPath[str], data: JSONBody[UserPatch], identity: Identity
+) -> AdminUserView:
     actor = require_role(_scope(request), "owner", "admin")
     return await identity.update_user(actor, user_id, role=data.role, plan=data.plan, disabled=data.disabled)
 
@@ -283,5 +353,19 @@ async def create_invite(request: Request[Any, Any, Any], data: JSONBody[InviteIn
     return await identity.create_invite(owner_of(actor), email=data.email, role=data.role, days=data.expires_in_days)
 
 
-route_handlers = [register, login, refresh, logout, change_password, status, oauth_login, oauth_callback,
-                  create_key, list_keys, revoke_key, list_users, update_user, create_invite]
+route_handlers = [
+    register,
+    login,
+    refresh,
+    logout,
+    change_password,
+    status,
+    oauth_login,
+    oauth_callback,
+    create_key,
+    list_keys,
+    revoke_key,
+    list_users,
+    update_user,
+    create_invite,
+]

@@ -82,7 +82,8 @@ Scope = Annotated[str, msgspec.Meta(pattern=r"^(\*|[a-z][a-z0-9_.:-]{0,63})$")]
 class ApiKeyIn(msgspec.Struct, forbid_unknown_fields=True):
     name: Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
     scopes: Annotated[list[Scope], msgspec.Meta(min_length=1, max_length=32)] = msgspec.field(
-        default_factory=lambda: ["*"])
+        default_factory=lambda: ["*"]
+    )
     app: Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$")] | None = None
     """The app this key serves (the Spark runtime keeps one KV namespace per app)."""
     expires_in_days: Annotated[int, msgspec.Meta(ge=1, le=3650)] | None = None

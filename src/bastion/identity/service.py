@@ -90,8 +90,9 @@ _SCOPE = re.compile(r"^(\*|[a-z][a-z0-9_.:-]{0,63})$")
 _APP = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 _STATE_PREFIX = "identity:oauth:"
 PURGE_SECONDS = 3600.0
-_events = metrics.counter("identity_events_total", "Sign-ins, refreshes and key changes, by outcome",
-                          ["event", "outcome"])
+_events = metrics.counter(
+    "identity_events_total", "Sign-ins, refreshes and key changes, by outcome", ["event", "outcome"]
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,8 +161,9 @@ def normalise_email(raw: str) -> str:
 def normalise_login(raw: str) -> str:
     login = raw.strip().lower()
     if not _LOGIN.match(login):
-        raise InvalidAccountData("login", "1-39 characters: letters, digits, '-' and '_', starting with a letter "
-                                          "or digit.")
+        raise InvalidAccountData(
+            "login", "1-39 characters: letters, digits, '-' and '_', starting with a letter or digit."
+        )
     return login
 
 
@@ -181,22 +183,45 @@ def _safe_next(value: str | None, default: str) -> str:
 
 
 def _as_profile(user: User) -> UserProfile:
-    return UserProfile(id=user.id, email=user.email, login=user.login, display_name=user.display_name,
-                       avatar_url=user.avatar_url, role=cast("Role", user.role), plan=user.plan,
-                       created_at=user.created_at)
+    return UserProfile(
+        id=user.id,
+        email=user.email,
+        login=user.login,
+        display_name=user.display_name,
+        avatar_url=user.avatar_url,
+        role=cast("Role", user.role),
+        plan=user.plan,
+        created_at=user.created_at,
+    )
 
 
 def _as_admin_view(user: User) -> AdminUserView:
-    return AdminUserView(id=user.id, email=user.email, login=user.login, display_name=user.display_name,
-                         avatar_url=user.avatar_url, role=cast("Role", user.role), plan=user.plan,
-                         created_at=user.created_at, disabled=user.disabled, email_verified=user.email_verified,
-                         last_seen_at=user.last_seen_at)
+    return AdminUserView(
+        id=user.id,
+        email=user.email,
+        login=user.login,
+        display_name=user.display_name,
+        avatar_url=user.avatar_url,
+        role=cast("Role", user.role),
+        plan=user.plan,
+        created_at=user.created_at,
+        disabled=user.disabled,
+        email_verified=user.email_verified,
+        last_seen_at=user.last_seen_at,
+    )
 
 
 def _as_key_view(key: ApiKey) -> ApiKeyOut:
-    return ApiKeyOut(id=key.id, prefix=f"{tokens.API_KEY_PREFIX}{key.id}", name=key.name, scopes=list(key.scopes),
-                     app=key.app, created_at=key.created_at, expires_at=key.expires_at,
-                     last_used_at=key.last_used_at)
+    return ApiKeyOut(
+        id=key.id,
+        prefix=f"{tokens.API_KEY_PREFIX}{key.id}",
+        name=key.name,
+        scopes=list(key.scopes),
+        app=key.app,
+        created_at=key.created_at,
+        expires_at=key.expires_at,
+        last_used_at=key.last_used_at,
+    )
 
 
 def owner_of(principal: Principal) -> str:
@@ -233,24 +258,41 @@ class IdentityService:
         self.secure_cookies = self.config.secure_cookies(settings.is_production)
         self.cors_origins = frozenset(o.rstrip("/") for o in settings.cors_origins)
         c = self.config
-        self.passwords = Passwords(time_cost=c.argon2_time_cost, memory_kib=c.argon2_memory_kib,
-                                   parallelism=c.argon2_parallelism, max_concurrent=c.argon2_max_concurrent)
+        self.passwords = Passwords(
+            time_cost=c.argon2_time_cost,
+            memory_kib=c.argon2_memory_kib,
+            parallelism=c.argon2_parallelism,
+            max_concurrent=c.argon2_max_concurrent,
+        )
         self.signer = tokens.Signer(self._signing_keys(), issuer=c.jwt_issuer)
         self.cache = CredentialCache(ttl=c.cache_ttl_seconds, max_entries=c.cache_max_entries)
         self.bus = self._make_bus(settings)
-        self.providers = {name: OAuthProvider(name, cfg, timeout=c.oauth_timeout_seconds)
-                          for name, cfg in c.oauth_providers.items()}
-        self.services = {tokens.digest(cred.secret.get_secret_value()):
-                         Principal(kind="service", id=name, roles=frozenset({"service"}),
-                                   scopes=frozenset(cred.scopes), attrs=types.MappingProxyType({"service": name}))
-                         for name, cred in c.services.items()}
+        self.providers = {
+            name: OAuthProvider(name, cfg, timeout=c.oauth_timeout_seconds) for name, cfg in c.oauth_providers.items()
+        }
+        self.services = {
+            tokens.digest(cred.secret.get_secret_value()): Principal(
+                kind="service",
+                id=name,
+                roles=frozenset({"service"}),
+                scopes=frozenset(cred.scopes),
+                attrs=types.MappingProxyType({"service": name}),
+            )
+            for name, cred in c.services.items()
+        }
         rate = settings.rate_limits.tiers()["auth"]
         # Per-account attempts share the platform's limiter backend (Redis when configured, so the count holds
         # across instances) but never ban: a ban keyed on an account would let anybody lock its owner out.
         self.account_limiter = Limiter(
-            platform.limiter.backend, {"auth_account": Tier("auth_account", rate.limit, rate.window, fail_closed=True)},
-            breaker=CircuitBreaker("identity-account-limit", failure_threshold=3, reset_timeout=2.0,
-                                   is_failure=lambda exc: isinstance(exc, StoreUnavailable)))
+            platform.limiter.backend,
+            {"auth_account": Tier("auth_account", rate.limit, rate.window, fail_closed=True)},
+            breaker=CircuitBreaker(
+                "identity-account-limit",
+                failure_threshold=3,
+                reset_timeout=2.0,
+                is_failure=lambda exc: isinstance(exc, StoreUnavailable),
+            ),
+        )
         self._touched_keys: dict[str, float] = {}
         self._seen_users: dict[str, float] = {}
         self.bootstrap: asyncio.Task[None] | None = None
@@ -266,15 +308,24 @@ class IdentityService:
 
     def _make_bus(self, settings: Settings) -> Bus:
         if settings.redis_url is not None and self.platform.redis is not None:
-            return RedisBus(self.cache.invalidate, self.cache.clear, url=settings.redis_url.get_secret_value(),
-                            channel=settings.redis_prefix + "identity:invalidate", publisher=self.platform.redis)
+            return RedisBus(
+                self.cache.invalidate,
+                self.cache.clear,
+                url=settings.redis_url.get_secret_value(),
+                channel=settings.redis_prefix + "identity:invalidate",
+                publisher=self.platform.redis,
+            )
         if self.platform.db.dialect == "postgresql":
             from sqlalchemy.engine import make_url
 
             dsn = make_url(settings.resolved_database_url).set(drivername="postgresql")
-            return PostgresBus(self.cache.invalidate, self.cache.clear,
-                               dsn=dsn.render_as_string(hide_password=False), channel="bastion_identity",
-                               engine=self.platform.db.engine)
+            return PostgresBus(
+                self.cache.invalidate,
+                self.cache.clear,
+                dsn=dsn.render_as_string(hide_password=False),
+                channel="bastion_identity",
+                engine=self.platform.db.engine,
+            )
         return LocalBus(self.cache.invalidate, self.cache.clear)
 
     async def start(self) -> None:
@@ -303,10 +354,19 @@ class IdentityService:
         if email is not None and password.strip().lower() == email:
             raise InvalidAccountData("password", "The password must not be the email address.")
 
-    async def create_user(self, *, email: str, password: str | None = None, login: str | None = None,
-                          display_name: str | None = None, role: Role = "user", plan: str = "free",
-                          email_verified: bool = False, avatar_url: str | None = None,
-                          invite: str | None = None) -> User:
+    async def create_user(
+        self,
+        *,
+        email: str,
+        password: str | None = None,
+        login: str | None = None,
+        display_name: str | None = None,
+        role: Role = "user",
+        plan: str = "free",
+        email_verified: bool = False,
+        avatar_url: str | None = None,
+        invite: str | None = None,
+    ) -> User:
         """A new account; ``invite`` is claimed in the same transaction (a failed insert leaves it unused)."""
         address = normalise_email(email)
         if password is not None:
@@ -318,9 +378,19 @@ class IdentityService:
             candidate = chosen or _login_from(address.partition("@")[0])
             if chosen is None and attempt:
                 candidate = f"{candidate[:34]}-{secrets.token_hex(2)}"
-            user = User(id=secrets.token_hex(16), email=address, email_verified=email_verified, login=candidate,
-                        display_name=name or candidate, avatar_url=avatar_url[:512] if avatar_url else None,
-                        password_hash=hashed, role=role, plan=plan, disabled=False, created_at=utcnow())
+            user = User(
+                id=secrets.token_hex(16),
+                email=address,
+                email_verified=email_verified,
+                login=candidate,
+                display_name=name or candidate,
+                avatar_url=avatar_url[:512] if avatar_url else None,
+                password_hash=hashed,
+                role=role,
+                plan=plan,
+                disabled=False,
+                created_at=utcnow(),
+            )
             try:
                 async with self.platform.db.transaction() as session:
                     if invite is not None:
@@ -341,24 +411,36 @@ class IdentityService:
     async def _claim_invite(self, session: AsyncSession, invite: str, address: str, user_id: str) -> Role:
         now = utcnow()
         claimed = await session.execute(
-            update(Invite).where(Invite.token_hash == tokens.digest(invite), Invite.used_at.is_(None),
-                                 Invite.expires_at > now)
-            .values(used_at=now, used_by=user_id).returning(Invite.role, Invite.email))
+            update(Invite)
+            .where(Invite.token_hash == tokens.digest(invite), Invite.used_at.is_(None), Invite.expires_at > now)
+            .values(used_at=now, used_by=user_id)
+            .returning(Invite.role, Invite.email)
+        )
         row = claimed.one_or_none()
         if row is None or (row.email is not None and row.email != address):
-            raise InvalidAccountData("invite", "This invite is not valid (unknown, used, expired or for "
-                                               "another address).")
+            raise InvalidAccountData(
+                "invite", "This invite is not valid (unknown, used, expired or for another address)."
+            )
         return cast("Role", row.role)
 
-    async def register(self, *, email: str, password: str, login: str | None, display_name: str | None,
-                       invite: str | None, meta: SessionMeta) -> IssuedSession:
+    async def register(
+        self,
+        *,
+        email: str,
+        password: str,
+        login: str | None,
+        display_name: str | None,
+        invite: str | None,
+        meta: SessionMeta,
+    ) -> IssuedSession:
         mode = self.config.registration
         if mode == "closed":
             raise RegistrationClosed("Accounts are created by an administrator here.")
         if mode == "invite" and not invite:
             raise RegistrationClosed("Registration needs an invite.")
-        user = await self.create_user(email=email, password=password, login=login, display_name=display_name,
-                                      invite=invite)
+        user = await self.create_user(
+            email=email, password=password, login=login, display_name=display_name, invite=invite
+        )
         log.info("account registered", user_id=user.id)
         return await self._issue(user, "password", meta)
 
@@ -391,8 +473,9 @@ class IdentityService:
         if verdict.decision is None:
             raise DependencyUnavailable("Sign-in is unavailable for a moment.", retry_after=5)
         if not verdict.decision.allowed:
-            raise TooManyAttempts("Too many sign-in attempts for this account; wait a moment.",
-                                  retry_after=verdict.decision.retry_after)
+            raise TooManyAttempts(
+                "Too many sign-in attempts for this account; wait a moment.", retry_after=verdict.decision.retry_after
+            )
 
     async def _set_password_hash(self, user_id: str, hashed: str) -> None:
         async with self.platform.db.transaction() as session:
@@ -433,8 +516,15 @@ class IdentityService:
             rows = await session.scalars(select(User).order_by(User.created_at, User.id).limit(limit).offset(offset))
             return [_as_admin_view(u) for u in rows]
 
-    async def update_user(self, actor: Principal | None, user_id: str, *, role: Role | None = None,
-                          plan: str | None = None, disabled: bool | None = None) -> AdminUserView:
+    async def update_user(
+        self,
+        actor: Principal | None,
+        user_id: str,
+        *,
+        role: Role | None = None,
+        plan: str | None = None,
+        disabled: bool | None = None,
+    ) -> AdminUserView:
         """Role (owner only), plan and disabled (owner or admin). The owner cannot be demoted or disabled,
         and an admin cannot change another admin. ``actor=None`` is the command line (the operator)."""
         target = await self.get_user(user_id)
@@ -447,8 +537,9 @@ class IdentityService:
             raise Forbidden("The owner account cannot be demoted or disabled.")
         if plan is not None and plan not in ("free", "pro"):
             raise InvalidAccountData("plan", "Unknown plan.")
-        values: dict[str, Any] = {k: v for k, v in {"role": role, "plan": plan, "disabled": disabled}.items()
-                                  if v is not None}
+        values: dict[str, Any] = {
+            k: v for k, v in {"role": role, "plan": plan, "disabled": disabled}.items() if v is not None
+        }
         if values:
             async with self.platform.db.transaction() as session:
                 await session.execute(update(User).where(User.id == user_id).values(**values))
@@ -459,14 +550,21 @@ class IdentityService:
     async def set_plan(self, user_id: str, plan: str) -> None:
         await self.update_user(None, user_id, plan=plan)
 
-    async def create_invite(self, actor_id: str | None, *, email: str | None, role: Role,
-                            days: int) -> InviteOut:
+    async def create_invite(self, actor_id: str | None, *, email: str | None, role: Role, days: int) -> InviteOut:
         token = tokens.new_opaque(tokens.INVITE_PREFIX)
         address = normalise_email(email) if email else None
         expires = utcnow() + dt.timedelta(days=days)
         async with self.platform.db.transaction() as session:
-            session.add(Invite(token_hash=tokens.digest(token), email=address, role=role, created_by=actor_id,
-                               created_at=utcnow(), expires_at=expires))
+            session.add(
+                Invite(
+                    token_hash=tokens.digest(token),
+                    email=address,
+                    role=role,
+                    created_by=actor_id,
+                    created_at=utcnow(),
+                    expires_at=expires,
+                )
+            )
         return InviteOut(token=token, email=address, role=role, expires_at=expires)
 
     async def ensure_owner(self, email: str | None = None) -> tuple[User, str] | None:
@@ -477,8 +575,14 @@ class IdentityService:
                 return None
         password = secrets.token_urlsafe(18)
         try:
-            user = await self.create_user(email=email or self.config.owner_email, password=password, login="owner",
-                                          display_name="Owner", role="owner", email_verified=True)
+            user = await self.create_user(
+                email=email or self.config.owner_email,
+                password=password,
+                login="owner",
+                display_name="Owner",
+                role="owner",
+                email_verified=True,
+            )
         except (EmailTaken, LoginTaken):
             return None
         return user, password
@@ -487,8 +591,10 @@ class IdentityService:
         try:
             created = await self.ensure_owner()
         except Exception as exc:  # a database that is down or not migrated must not stop the worker
-            log.warning("owner bootstrap skipped; run `bastion migrate`, then `bastion users create-owner`",
-                        error=type(exc).__name__)
+            log.warning(
+                "owner bootstrap skipped; run `bastion migrate`, then `bastion users create-owner`",
+                error=type(exc).__name__,
+            )
             return
         if created is not None:
             user, password = created
@@ -504,17 +610,33 @@ class IdentityService:
         expires = now + dt.timedelta(seconds=self.config.refresh_token_seconds)
         agent = clean_text(meta.user_agent or "", multiline=False)[:256] or None
         async with self.platform.db.transaction() as session:
-            session.add(AuthSession(id=session_id, user_id=user.id, method=method, client=meta.client[:64] or None,
-                                    user_agent=agent, created_at=now, last_used_at=now, expires_at=expires))
+            session.add(
+                AuthSession(
+                    id=session_id,
+                    user_id=user.id,
+                    method=method,
+                    client=meta.client[:64] or None,
+                    user_agent=agent,
+                    created_at=now,
+                    last_used_at=now,
+                    expires_at=expires,
+                )
+            )
             session.add(RefreshToken(token_hash=tokens.digest(refresh), session_id=session_id, issued_at=now))
         return self._tokens_for(user, session_id, refresh, expires)
 
     def _tokens_for(self, user: User, session_id: str, refresh: str, expires: dt.datetime) -> IssuedSession:
         ttl = self.config.access_token_seconds
         access, _ = self.signer.issue(user_id=user.id, session_id=session_id, ttl=ttl)
-        return IssuedSession(access_token=access, access_expires_in=ttl, refresh_token=refresh,
-                             refresh_expires_at=expires, csrf_token=self.signer.csrf_token(session_id),
-                             session_id=session_id, user=_as_profile(user))
+        return IssuedSession(
+            access_token=access,
+            access_expires_in=ttl,
+            refresh_token=refresh,
+            refresh_expires_at=expires,
+            csrf_token=self.signer.csrf_token(session_id),
+            session_id=session_id,
+            user=_as_profile(user),
+        )
 
     async def refresh(self, token: str, *, csrf: str | None = None) -> IssuedSession:
         """Rotate: the presented refresh token is spent and a new one issued in the same family. Presenting a
@@ -526,8 +648,11 @@ class IdentityService:
         rotated: tuple[AuthSession, User, str] | None = None
         async with self.platform.db.transaction() as session:
             spent = await session.execute(
-                update(RefreshToken).where(RefreshToken.token_hash == digest, RefreshToken.used_at.is_(None))
-                .values(used_at=now).returning(RefreshToken.session_id))
+                update(RefreshToken)
+                .where(RefreshToken.token_hash == digest, RefreshToken.used_at.is_(None))
+                .values(used_at=now)
+                .returning(RefreshToken.session_id)
+            )
             session_id = spent.scalar_one_or_none()
             if session_id is not None:
                 rotated = await self._rotate(session, session_id, now, csrf)
@@ -545,12 +670,16 @@ class IdentityService:
         _events.labels("refresh", "ok").inc()
         return self._tokens_for(user, auth_session.id, fresh, auth_session.expires_at)
 
-    async def _rotate(self, session: AsyncSession, session_id: str, now: dt.datetime,
-                      csrf: str | None) -> tuple[AuthSession, User, str]:
+    async def _rotate(
+        self, session: AsyncSession, session_id: str, now: dt.datetime, csrf: str | None
+    ) -> tuple[AuthSession, User, str]:
         """Inside the spending transaction: check the family, then add its next refresh token. Raising here
         rolls the spend back (a failed CSRF check must not burn the cookie's token)."""
-        row = (await session.execute(select(AuthSession, User).join(User, User.id == AuthSession.user_id)
-                                     .where(AuthSession.id == session_id))).one_or_none()
+        row = (
+            await session.execute(
+                select(AuthSession, User).join(User, User.id == AuthSession.user_id).where(AuthSession.id == session_id)
+            )
+        ).one_or_none()
         if row is None or row[0].revoked_at is not None or row[0].expires_at <= now or row[1].disabled:
             _events.labels("refresh", "rejected").inc()
             raise RefreshRejected()
@@ -564,22 +693,27 @@ class IdentityService:
 
     async def session_of_refresh(self, token: str) -> str | None:
         async with self.platform.db.session() as session:
-            found = await session.scalar(select(RefreshToken.session_id)
-                                         .where(RefreshToken.token_hash == tokens.digest(token)))
+            found = await session.scalar(
+                select(RefreshToken.session_id).where(RefreshToken.token_hash == tokens.digest(token))
+            )
         return found
 
     async def revoke_session(self, session_id: str, *, reason: str) -> None:
         async with self.platform.db.transaction() as session:
-            await session.execute(update(AuthSession).where(AuthSession.id == session_id,
-                                                            AuthSession.revoked_at.is_(None))
-                                  .values(revoked_at=utcnow(), revoked_reason=reason))
+            await session.execute(
+                update(AuthSession)
+                .where(AuthSession.id == session_id, AuthSession.revoked_at.is_(None))
+                .values(revoked_at=utcnow(), revoked_reason=reason)
+            )
         await self.invalidate([f"s:{session_id}"])
 
     async def revoke_user_sessions(self, user_id: str, *, reason: str) -> None:
         async with self.platform.db.transaction() as session:
-            await session.execute(update(AuthSession).where(AuthSession.user_id == user_id,
-                                                            AuthSession.revoked_at.is_(None))
-                                  .values(revoked_at=utcnow(), revoked_reason=reason))
+            await session.execute(
+                update(AuthSession)
+                .where(AuthSession.user_id == user_id, AuthSession.revoked_at.is_(None))
+                .values(revoked_at=utcnow(), revoked_reason=reason)
+            )
         await self.invalidate([f"u:{user_id}"])
 
     # -- CSRF (cookie mode) -------------------------------------------------------------------------------
@@ -595,16 +729,24 @@ class IdentityService:
     def csrf_problem(self, sent: bytes | None, stored: bytes | None, session_id: str) -> str | None:
         """Why the CSRF header fails (missing, not the cookie's value, not this session's), or None."""
         if sent is None or stored is None:
-            return (f"Send the CSRF token (the {self.config.cookie_csrf} cookie) in the "
-                    f"{self.config.csrf_header} header.")
+            return (
+                f"Send the CSRF token (the {self.config.cookie_csrf} cookie) in the {self.config.csrf_header} header."
+            )
         if not hmac.compare_digest(sent, stored) or not self.signer.csrf_valid(session_id, sent.decode("latin-1")):
             return "The CSRF token does not match this session."
         return None
 
     # -- API keys ----------------------------------------------------------------------------------------
 
-    async def create_api_key(self, principal: Principal, *, name: str, scopes: Sequence[str] = ("*",),
-                             app: str | None = None, expires_in_days: int | None = None) -> tuple[ApiKeyOut, str]:
+    async def create_api_key(
+        self,
+        principal: Principal,
+        *,
+        name: str,
+        scopes: Sequence[str] = ("*",),
+        app: str | None = None,
+        expires_in_days: int | None = None,
+    ) -> tuple[ApiKeyOut, str]:
         """A new key for the caller's user. A key cannot grant a scope its creator lacks, and the plan caps
         how many live keys a user holds (owner and admins are exempt)."""
         user_id = owner_of(principal)
@@ -621,17 +763,32 @@ class IdentityService:
         user = await self.get_user(user_id)
         now = utcnow()
         async with self.platform.db.transaction() as session:
-            live = await session.scalar(select(func.count()).select_from(ApiKey).where(
-                ApiKey.user_id == user_id, ApiKey.revoked_at.is_(None),
-                (ApiKey.expires_at.is_(None)) | (ApiKey.expires_at > now)))
+            live = await session.scalar(
+                select(func.count())
+                .select_from(ApiKey)
+                .where(
+                    ApiKey.user_id == user_id,
+                    ApiKey.revoked_at.is_(None),
+                    (ApiKey.expires_at.is_(None)) | (ApiKey.expires_at > now),
+                )
+            )
             cap = plan_limits(self.config, user.plan).api_keys
             if user.role == "user" and (live or 0) >= cap:
-                raise PlanLimitReached(f"The {user.plan} plan allows {cap} API keys; revoke one or upgrade.",
-                                       extra={"limit": cap})
+                raise PlanLimitReached(
+                    f"The {user.plan} plan allows {cap} API keys; revoke one or upgrade.", extra={"limit": cap}
+                )
             key_id, token = tokens.new_api_key()
             expires = now + dt.timedelta(days=expires_in_days) if expires_in_days else None
-            key = ApiKey(id=key_id, user_id=user_id, name=label, secret_hash=tokens.digest(token), scopes=wanted,
-                         app=app, created_at=now, expires_at=expires)
+            key = ApiKey(
+                id=key_id,
+                user_id=user_id,
+                name=label,
+                secret_hash=tokens.digest(token),
+                scopes=wanted,
+                app=app,
+                created_at=now,
+                expires_at=expires,
+            )
             session.add(key)
         log.info("api key created", key_id=key_id, user_id=user_id)
         _events.labels("api_key", "created").inc()
@@ -639,8 +796,11 @@ class IdentityService:
 
     async def list_api_keys(self, user_id: str) -> list[ApiKeyOut]:
         async with self.platform.db.session() as session:
-            rows = await session.scalars(select(ApiKey).where(ApiKey.user_id == user_id, ApiKey.revoked_at.is_(None))
-                                         .order_by(ApiKey.created_at, ApiKey.id))
+            rows = await session.scalars(
+                select(ApiKey)
+                .where(ApiKey.user_id == user_id, ApiKey.revoked_at.is_(None))
+                .order_by(ApiKey.created_at, ApiKey.id)
+            )
             return [_as_key_view(k) for k in rows]
 
     async def revoke_api_key(self, key_id: str, *, actor: Principal | None) -> None:
@@ -666,8 +826,11 @@ class IdentityService:
             return Resolution(None, refusal)
         try:
             async with self.platform.db.session() as session:
-                row = (await session.execute(select(ApiKey, User).join(User, User.id == ApiKey.user_id)
-                                             .where(ApiKey.id == key_id))).one_or_none()
+                row = (
+                    await session.execute(
+                        select(ApiKey, User).join(User, User.id == ApiKey.user_id).where(ApiKey.id == key_id)
+                    )
+                ).one_or_none()
         except Exception as exc:  # the resolver must answer: a lookup failure is recorded, not raised
             return _unavailable(exc)
         if row is None:
@@ -675,14 +838,31 @@ class IdentityService:
         key, user = row
         now = utcnow()
         tags = (f"k:{key.id}", f"u:{user.id}")
-        if (not hmac.compare_digest(key.secret_hash, tokens.digest(token)) or key.revoked_at is not None
-                or user.disabled or (key.expires_at is not None and key.expires_at <= now)):
+        if (
+            not hmac.compare_digest(key.secret_hash, tokens.digest(token))
+            or key.revoked_at is not None
+            or user.disabled
+            or (key.expires_at is not None and key.expires_at <= now)
+        ):
             return Resolution(None, refusal, tags=tags)
-        principal = Principal(kind="api_key", id=key.id, roles=frozenset({user.role}), scopes=frozenset(key.scopes),
-                              attrs=types.MappingProxyType({
-                                  "user_id": user.id, "app": key.app, "plan": user.plan, "email": user.email,
-                                  "login": user.login, "display_name": user.display_name,
-                                  "avatar_url": user.avatar_url, "key_name": key.name}))
+        principal = Principal(
+            kind="api_key",
+            id=key.id,
+            roles=frozenset({user.role}),
+            scopes=frozenset(key.scopes),
+            attrs=types.MappingProxyType(
+                {
+                    "user_id": user.id,
+                    "app": key.app,
+                    "plan": user.plan,
+                    "email": user.email,
+                    "login": user.login,
+                    "display_name": user.display_name,
+                    "avatar_url": user.avatar_url,
+                    "key_name": key.name,
+                }
+            ),
+        )
         lifetime = (key.expires_at - now).total_seconds() if key.expires_at is not None else None
         return Resolution(principal, tags=tags, lifetime=lifetime)
 
@@ -690,30 +870,56 @@ class IdentityService:
         try:
             claims = self.signer.verify(token)
         except jwt.ExpiredSignatureError:
-            return Resolution(None, functools.partial(InvalidToken, "The access token has expired; refresh it."),
-                              cacheable=False)
+            return Resolution(
+                None, functools.partial(InvalidToken, "The access token has expired; refresh it."), cacheable=False
+            )
         except jwt.InvalidTokenError:
-            return Resolution(None, functools.partial(InvalidToken, "The access token is not valid."),
-                              cacheable=False)
+            return Resolution(None, functools.partial(InvalidToken, "The access token is not valid."), cacheable=False)
         user_id, session_id = claims["sub"], claims["sid"]
         tags = (f"u:{user_id}", f"s:{session_id}")
         lifetime = float(claims["exp"]) - time.time()
         try:
             async with self.platform.db.session() as session:
-                row = (await session.execute(select(AuthSession, User).join(User, User.id == AuthSession.user_id)
-                                             .where(AuthSession.id == session_id))).one_or_none()
+                row = (
+                    await session.execute(
+                        select(AuthSession, User)
+                        .join(User, User.id == AuthSession.user_id)
+                        .where(AuthSession.id == session_id)
+                    )
+                ).one_or_none()
         except Exception as exc:  # the resolver must answer: a lookup failure is recorded, not raised
             return _unavailable(exc)
-        if (row is None or row[1].id != user_id or row[0].revoked_at is not None or row[1].disabled
-                or row[0].expires_at <= utcnow()):
-            return Resolution(None, functools.partial(InvalidToken, "The session has ended; sign in again."),
-                              tags=tags, lifetime=lifetime)
+        if (
+            row is None
+            or row[1].id != user_id
+            or row[0].revoked_at is not None
+            or row[1].disabled
+            or row[0].expires_at <= utcnow()
+        ):
+            return Resolution(
+                None,
+                functools.partial(InvalidToken, "The session has ended; sign in again."),
+                tags=tags,
+                lifetime=lifetime,
+            )
         user = row[1]
-        principal = Principal(kind="user", id=user.id, roles=frozenset({user.role}), scopes=frozenset({"*"}),
-                              attrs=types.MappingProxyType({
-                                  "email": user.email, "login": user.login, "plan": user.plan,
-                                  "display_name": user.display_name, "avatar_url": user.avatar_url,
-                                  "session_id": session_id, "auth": via}))
+        principal = Principal(
+            kind="user",
+            id=user.id,
+            roles=frozenset({user.role}),
+            scopes=frozenset({"*"}),
+            attrs=types.MappingProxyType(
+                {
+                    "email": user.email,
+                    "login": user.login,
+                    "plan": user.plan,
+                    "display_name": user.display_name,
+                    "avatar_url": user.avatar_url,
+                    "session_id": session_id,
+                    "auth": via,
+                }
+            ),
+        )
         return Resolution(principal, tags=tags, lifetime=lifetime)
 
     def resolve_service(self, token: str) -> Principal | None:
@@ -738,11 +944,13 @@ class IdentityService:
         try:
             async with self.platform.db.transaction() as session:
                 if keys:  # ORM bulk UPDATE by primary key: one executemany per table
-                    await session.execute(update(ApiKey), [{"id": k, "last_used_at": _stamp(t)}
-                                                           for k, t in keys.items()])
+                    await session.execute(
+                        update(ApiKey), [{"id": k, "last_used_at": _stamp(t)} for k, t in keys.items()]
+                    )
                 if users:
-                    await session.execute(update(User), [{"id": u, "last_seen_at": _stamp(t)}
-                                                         for u, t in users.items()])
+                    await session.execute(
+                        update(User), [{"id": u, "last_seen_at": _stamp(t)} for u, t in users.items()]
+                    )
         except Exception as exc:  # last-used times are advisory: a failed batch is dropped, not retried forever
             log.warning("last-used times not written", error=type(exc).__name__, keys=len(keys), users=len(users))
 
@@ -750,11 +958,13 @@ class IdentityService:
         """Delete sessions (with their refresh tokens) a day past expiry or a week past revocation, and
         expired invites. Spent refresh tokens are kept while their session lives: reuse detection needs them."""
         now = utcnow()
-        ended = ((AuthSession.expires_at < now - dt.timedelta(days=1))
-                 | (AuthSession.revoked_at < now - dt.timedelta(days=7)))
+        ended = (AuthSession.expires_at < now - dt.timedelta(days=1)) | (
+            AuthSession.revoked_at < now - dt.timedelta(days=7)
+        )
         async with self.platform.db.transaction() as session:
-            await session.execute(delete(RefreshToken).where(
-                RefreshToken.session_id.in_(select(AuthSession.id).where(ended))))
+            await session.execute(
+                delete(RefreshToken).where(RefreshToken.session_id.in_(select(AuthSession.id).where(ended)))
+            )
             gone = await session.execute(delete(AuthSession).where(ended).returning(AuthSession.id))
             await session.execute(delete(Invite).where(Invite.expires_at < now - dt.timedelta(days=1)))
             return len(gone.all())
@@ -780,24 +990,41 @@ class IdentityService:
             raise UnknownProvider(f"Sign-in with {name!r} is not configured.")
         return found
 
-    async def oauth_begin(self, name: str, *, redirect_uri: str, next_path: str | None, invite: str | None,
-                          link_user_id: str | None) -> tuple[str, str]:
+    async def oauth_begin(
+        self, name: str, *, redirect_uri: str, next_path: str | None, invite: str | None, link_user_id: str | None
+    ) -> tuple[str, str]:
         """The provider's authorization URL and the state (to bind to this browser in a cookie). The PKCE
         verifier stays server-side in the fast store, under the state's digest, for ``oauth_state_seconds``."""
         provider = self.provider(name)
         state, verifier = secrets.token_urlsafe(32), secrets.token_urlsafe(64)
-        record = OAuthState(provider=name, verifier=verifier, redirect_uri=redirect_uri,
-                            next=_safe_next(next_path, self.config.login_redirect), invite=invite,
-                            link_user_id=link_user_id)
+        record = OAuthState(
+            provider=name,
+            verifier=verifier,
+            redirect_uri=redirect_uri,
+            next=_safe_next(next_path, self.config.login_redirect),
+            invite=invite,
+            link_user_id=link_user_id,
+        )
         try:
-            await self.platform.store.set(_STATE_PREFIX + tokens.digest(state), msgspec.msgpack.encode(record),
-                                          ttl=self.config.oauth_state_seconds)
+            await self.platform.store.set(
+                _STATE_PREFIX + tokens.digest(state),
+                msgspec.msgpack.encode(record),
+                ttl=self.config.oauth_state_seconds,
+            )
         except StoreUnavailable as exc:
             raise DependencyUnavailable("Sign-in is unavailable for a moment.", retry_after=5) from exc
         return provider.authorization_url(redirect_uri, state=state, verifier=verifier), state
 
-    async def oauth_complete(self, name: str, *, state: str | None, bound_state: str | None, code: str | None,
-                             error: str | None, meta: SessionMeta) -> tuple[IssuedSession, str]:
+    async def oauth_complete(
+        self,
+        name: str,
+        *,
+        state: str | None,
+        bound_state: str | None,
+        code: str | None,
+        error: str | None,
+        meta: SessionMeta,
+    ) -> tuple[IssuedSession, str]:
         """Check the state (present, bound to this browser, unused, for this provider), exchange the code,
         then sign in the linked account, link to the signed-in one, or create one. Returns the session and
         where to send the browser."""
@@ -816,18 +1043,21 @@ class IdentityService:
             raise OAuthDenied(f"{name} did not grant access ({reason}).", extra={"provider_error": reason})
         if not code:
             raise OAuthStateInvalid("The provider sent no authorization code.")
-        provider_tokens, info = await provider.complete(code[:2048], verifier=record.verifier,
-                                                        redirect_uri=record.redirect_uri)
+        provider_tokens, info = await provider.complete(
+            code[:2048], verifier=record.verifier, redirect_uri=record.redirect_uri
+        )
         user = await self._link_or_create(name, info, provider_tokens, record)
         log.info("oauth sign-in", provider=name, user_id=user.id)
         _events.labels("oauth", "ok").inc()
         return await self._issue(user, f"oauth:{name}", meta), record.next
 
-    async def _link_or_create(self, name: str, info: ProviderUser, provider_tokens: ProviderTokens,
-                              record: OAuthState) -> User:
+    async def _link_or_create(
+        self, name: str, info: ProviderUser, provider_tokens: ProviderTokens, record: OAuthState
+    ) -> User:
         async with self.platform.db.session() as session:
-            account = await session.scalar(select(OAuthAccount).where(OAuthAccount.provider == name,
-                                                                       OAuthAccount.subject == info.subject[:255]))
+            account = await session.scalar(
+                select(OAuthAccount).where(OAuthAccount.provider == name, OAuthAccount.subject == info.subject[:255])
+            )
         if account is not None:
             if record.link_user_id is not None and account.user_id != record.link_user_id:
                 raise OAuthAccountLinked(f"This {name} account is linked to another user.")
@@ -855,27 +1085,37 @@ class IdentityService:
             raise EmailTaken("An account with this email exists; sign in to it, then link this provider.")
         if self.config.registration == "closed" or (self.config.registration == "invite" and not invite):
             raise RegistrationClosed("No account is linked to this sign-in, and registration is not open.")
-        return await self.create_user(email=address, login=_login_from(info.login or address.partition("@")[0]),
-                                      display_name=info.name, email_verified=info.email_verified,
-                                      avatar_url=info.avatar_url, invite=invite)
+        return await self.create_user(
+            email=address,
+            login=_login_from(info.login or address.partition("@")[0]),
+            display_name=info.name,
+            email_verified=info.email_verified,
+            avatar_url=info.avatar_url,
+            invite=invite,
+        )
 
-    async def _store_account(self, account: OAuthAccount | None, user_id: str, name: str, info: ProviderUser,
-                             provider_tokens: ProviderTokens) -> None:
+    async def _store_account(
+        self, account: OAuthAccount | None, user_id: str, name: str, info: ProviderUser, provider_tokens: ProviderTokens
+    ) -> None:
         keyring = self.platform.keyring
         now = utcnow()
         async with self.platform.db.transaction() as session:
             if account is None:
-                account = OAuthAccount(id=secrets.token_hex(16), user_id=user_id, provider=name,
-                                       subject=info.subject[:255], created_at=now)
+                account = OAuthAccount(
+                    id=secrets.token_hex(16), user_id=user_id, provider=name, subject=info.subject[:255], created_at=now
+                )
                 session.add(account)
             else:
                 account = await session.merge(account)
             account.email = info.email[:254] if info.email else None
-            account.access_token = keyring.encrypt(provider_tokens.access_token.encode(),
-                                                   context=token_context(account.id, "access"))
-            account.refresh_token = (keyring.encrypt(provider_tokens.refresh_token.encode(),
-                                                     context=token_context(account.id, "refresh"))
-                                     if provider_tokens.refresh_token else None)
+            account.access_token = keyring.encrypt(
+                provider_tokens.access_token.encode(), context=token_context(account.id, "access")
+            )
+            account.refresh_token = (
+                keyring.encrypt(provider_tokens.refresh_token.encode(), context=token_context(account.id, "refresh"))
+                if provider_tokens.refresh_token
+                else None
+            )
             account.token_expires_at = provider_tokens.expires_at
             account.scope = provider_tokens.scope
             account.updated_at = now
@@ -892,7 +1132,8 @@ def print_credential(email: str, password: str) -> None:
         "\n=== Bastion owner account created ===\n"
         f"  email:    {email}\n"
         f"  password: {password}\n"
-        "Shown once. Sign in with POST /auth/login, then change it (or `bastion users reset-password`).\n\n")
+        "Shown once. Sign in with POST /auth/login, then change it (or `bastion users reset-password`).\n\n"
+    )
     sys.stderr.flush()
 
 
@@ -929,9 +1170,12 @@ async def set_plan(platform: Platform, user_id: str, plan: Literal["free", "pro"
 async def oauth_access_token(platform: Platform, user_id: str, provider: str) -> str | None:
     """The user's stored access token at ``provider`` (decrypted), for calling its API on their behalf."""
     async with platform.db.session() as session:
-        account = await session.scalar(select(OAuthAccount).where(OAuthAccount.user_id == user_id,
-                                                                  OAuthAccount.provider == provider)
-                                       .order_by(OAuthAccount.updated_at.desc()).limit(1))
+        account = await session.scalar(
+            select(OAuthAccount)
+            .where(OAuthAccount.user_id == user_id, OAuthAccount.provider == provider)
+            .order_by(OAuthAccount.updated_at.desc())
+            .limit(1)
+        )
     if account is None or account.access_token is None:
         return None
     return platform.keyring.decrypt(account.access_token, context=token_context(account.id, "access")).decode()

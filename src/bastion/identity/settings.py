@@ -1,13 +1,13 @@
 """Settings of the identity module (``BASTION_IDENTITY__<FIELD>``).
 
-    BASTION_IDENTITY__REGISTRATION=invite                      # open | invite | closed
-    BASTION_IDENTITY__JWT_SECRET=<48 random bytes, base64>     # else derived from BASTION_CRYPTO__KEYS
-    BASTION_IDENTITY__PUBLIC_URL=https://app.example.com       # origin of OAuth redirect URIs
-    BASTION_IDENTITY__OAUTH_PROVIDERS__GITHUB__PRESET=github
-    BASTION_IDENTITY__OAUTH_PROVIDERS__GITHUB__CLIENT_ID=Iv1.abc
-    BASTION_IDENTITY__OAUTH_PROVIDERS__GITHUB__CLIENT_SECRET=...
-    BASTION_IDENTITY__SERVICES='{"cron": {"secret": "<32+ random characters>", "scopes": ["cron"]}}'
-    BASTION_IDENTITY__PLANS__PRO__API_KEYS=100
+BASTION_IDENTITY__REGISTRATION=invite                      # open | invite | closed
+BASTION_IDENTITY__JWT_SECRET=<48 random bytes, base64>     # else derived from BASTION_CRYPTO__KEYS
+BASTION_IDENTITY__PUBLIC_URL=https://app.example.com       # origin of OAuth redirect URIs
+BASTION_IDENTITY__OAUTH_PROVIDERS__GITHUB__PRESET=github
+BASTION_IDENTITY__OAUTH_PROVIDERS__GITHUB__CLIENT_ID=Iv1.abc
+BASTION_IDENTITY__OAUTH_PROVIDERS__GITHUB__CLIENT_SECRET=...
+BASTION_IDENTITY__SERVICES='{"cron": {"secret": "<32+ random characters>", "scopes": ["cron"]}}'
+BASTION_IDENTITY__PLANS__PRO__API_KEYS=100
 """
 
 from __future__ import annotations
@@ -44,8 +44,14 @@ class Plans(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     free: PlanLimits = PlanLimits()
-    pro: PlanLimits = PlanLimits(api_keys=25, ai_requests_per_day=None, ai_tokens_per_day=1_000_000,
-                                 analyses_per_day=None, workflow_issues_shown=None, history_days=365)
+    pro: PlanLimits = PlanLimits(
+        api_keys=25,
+        ai_requests_per_day=None,
+        ai_tokens_per_day=1_000_000,
+        analyses_per_day=None,
+        workflow_issues_shown=None,
+        history_days=365,
+    )
 
 
 _PRESETS: dict[str, dict[str, str | None]] = {
@@ -55,8 +61,12 @@ _PRESETS: dict[str, dict[str, str | None]] = {
         "userinfo_url": "https://api.github.com/user",
         "emails_url": "https://api.github.com/user/emails",
         "scope": "read:user user:email",
-        "subject_field": "id", "login_field": "login", "name_field": "name", "avatar_field": "avatar_url",
-        "email_field": "email", "email_verified_field": None,
+        "subject_field": "id",
+        "login_field": "login",
+        "name_field": "name",
+        "avatar_field": "avatar_url",
+        "email_field": "email",
+        "email_verified_field": None,
     },
     "google": {
         "authorize_url": "https://accounts.google.com/o/oauth2/v2/auth",
@@ -64,8 +74,12 @@ _PRESETS: dict[str, dict[str, str | None]] = {
         "userinfo_url": "https://openidconnect.googleapis.com/v1/userinfo",
         "emails_url": None,
         "scope": "openid email profile",
-        "subject_field": "sub", "login_field": None, "name_field": "name", "avatar_field": "picture",
-        "email_field": "email", "email_verified_field": "email_verified",
+        "subject_field": "sub",
+        "login_field": None,
+        "name_field": "name",
+        "avatar_field": "picture",
+        "email_field": "email",
+        "email_verified_field": "email_verified",
     },
 }
 
@@ -181,25 +195,39 @@ class IdentitySettings(BaseModel):
         """Unsafe identity settings: errors in production, warnings in development (as the core's)."""
         severity: Literal["error", "warning"] = "error" if production else "warning"
         found: list[Problem] = []
-        secrets = [("BASTION_IDENTITY__JWT_SECRET", self.jwt_secret),
-                   *(("BASTION_IDENTITY__JWT_PREVIOUS_SECRETS", s) for s in self.jwt_previous_secrets)]
+        secrets = [
+            ("BASTION_IDENTITY__JWT_SECRET", self.jwt_secret),
+            *(("BASTION_IDENTITY__JWT_PREVIOUS_SECRETS", s) for s in self.jwt_previous_secrets),
+        ]
         for setting, secret in secrets:
             if secret is not None and len(secret.get_secret_value().encode()) < MIN_SECRET_BYTES:
                 found.append(Problem("error", setting, f"must be at least {MIN_SECRET_BYTES} bytes"))
         for name, service in self.services.items():
             if len(service.secret.get_secret_value()) < MIN_SECRET_BYTES:
-                found.append(Problem("error", "BASTION_IDENTITY__SERVICES",
-                                     f"the secret of {name!r} must be at least {MIN_SECRET_BYTES} characters"))
+                found.append(
+                    Problem(
+                        "error",
+                        "BASTION_IDENTITY__SERVICES",
+                        f"the secret of {name!r} must be at least {MIN_SECRET_BYTES} characters",
+                    )
+                )
         if production and self.cookie_secure is False:
-            found.append(Problem("error", "BASTION_IDENTITY__COOKIE_SECURE",
-                                 "session cookies must be Secure in production"))
+            found.append(
+                Problem("error", "BASTION_IDENTITY__COOKIE_SECURE", "session cookies must be Secure in production")
+            )
         for name, provider in self.oauth_providers.items():
             if any(not url.startswith("https://") for url in provider.urls()):
-                found.append(Problem(severity, "BASTION_IDENTITY__OAUTH_PROVIDERS",
-                                     f"{name}: provider endpoints must use https"))
+                found.append(
+                    Problem(severity, "BASTION_IDENTITY__OAUTH_PROVIDERS", f"{name}: provider endpoints must use https")
+                )
         if self.oauth_providers and production and not (self.public_url or "").startswith("https://"):
-            found.append(Problem("error", "BASTION_IDENTITY__PUBLIC_URL",
-                                 "set the https origin OAuth redirect URIs are built on (not the Host header)"))
+            found.append(
+                Problem(
+                    "error",
+                    "BASTION_IDENTITY__PUBLIC_URL",
+                    "set the https origin OAuth redirect URIs are built on (not the Host header)",
+                )
+            )
         if not self.login_redirect.startswith("/") and not self.login_redirect.startswith("https://"):
             found.append(Problem(severity, "BASTION_IDENTITY__LOGIN_REDIRECT", "a path or an https URL"))
         return found

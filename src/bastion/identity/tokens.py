@@ -39,8 +39,10 @@ _REQUIRED_CLAIMS = ["exp", "iat", "sub", "sid", "iss", "aud"]
 def derive_keys(masters: Mapping[str, bytes], active: str) -> list[bytes]:
     """Access-token keys derived from encryption master keys (HKDF, own label): the active one first."""
     order = [active, *(kid for kid in masters if kid != active)]
-    return [HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=b"bastion/identity/jwt/v1")
-            .derive(masters[kid]) for kid in order]
+    return [
+        HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=b"bastion/identity/jwt/v1").derive(masters[kid])
+        for kid in order
+    ]
 
 
 def digest(token: str | bytes) -> str:
@@ -84,10 +86,10 @@ class Signer:
         """A signed access token and its expiry (epoch seconds)."""
         issued = int(now if now is not None else time.time())
         expires = issued + ttl
-        claims = {"iss": self.issuer, "aud": AUDIENCE, "sub": user_id, "sid": session_id, "iat": issued,
-                  "exp": expires}
-        token = jwt.encode(claims, self._keys[self._active], algorithm=ALGORITHM,
-                           headers={"kid": self._active, "typ": TOKEN_TYPE})
+        claims = {"iss": self.issuer, "aud": AUDIENCE, "sub": user_id, "sid": session_id, "iat": issued, "exp": expires}
+        token = jwt.encode(
+            claims, self._keys[self._active], algorithm=ALGORITHM, headers={"kid": self._active, "typ": TOKEN_TYPE}
+        )
         return token, expires
 
     def verify(self, token: str) -> dict[str, Any]:
@@ -96,8 +98,14 @@ class Signer:
         key = self._keys.get(str(header.get("kid", "")))
         if key is None or header.get("typ") != TOKEN_TYPE or header.get("alg") != ALGORITHM:
             raise jwt.InvalidTokenError("unexpected token header")
-        claims: dict[str, Any] = jwt.decode(token, key, algorithms=[ALGORITHM], audience=AUDIENCE,
-                                            issuer=self.issuer, options={"require": _REQUIRED_CLAIMS})
+        claims: dict[str, Any] = jwt.decode(
+            token,
+            key,
+            algorithms=[ALGORITHM],
+            audience=AUDIENCE,
+            issuer=self.issuer,
+            options={"require": _REQUIRED_CLAIMS},
+        )
         if not isinstance(claims.get("sub"), str) or not isinstance(claims.get("sid"), str):
             raise jwt.InvalidTokenError("malformed subject")
         return claims

@@ -1,19 +1,19 @@
 """Errors of the secrets module, each with a stable code.
 
-    AppError
-    ├── Forbidden                 403
-    │   ├── PassphraseRequired    403 PASSPHRASE_REQUIRED
-    │   ├── PassphraseInvalid     403 PASSPHRASE_INVALID      (extra: attempts_left)
-    │   └── AnonymousCreateOff    403 SIGN_IN_REQUIRED
-    ├── NotFound
-    │   └── SecretNotFound        404 SECRET_NOT_FOUND        (unknown, expired, burned: one body)
-    ├── ValidationFailed
-    │   └── InvalidSecret         422 VALIDATION_FAILED       (extra: errors [{field, message}])
-    ├── RateLimited
-    │   ├── SecretLocked          429 SECRET_LOCKED           (Retry-After)
-    │   └── LiveLimitReached      429 LIVE_SECRETS_LIMIT
-    └── ServiceUnavailable
-        └── StorageFull           503 SECRETS_STORAGE_FULL    (Retry-After)
+AppError
+├── Forbidden                 403
+│   ├── PassphraseRequired    403 PASSPHRASE_REQUIRED
+│   ├── PassphraseInvalid     403 PASSPHRASE_INVALID      (extra: attempts_left)
+│   └── AnonymousCreateOff    403 SIGN_IN_REQUIRED
+├── NotFound
+│   └── SecretNotFound        404 SECRET_NOT_FOUND        (unknown, expired, burned: one body)
+├── ValidationFailed
+│   └── InvalidSecret         422 VALIDATION_FAILED       (extra: errors [{field, message}])
+├── RateLimited
+│   ├── SecretLocked          429 SECRET_LOCKED           (Retry-After)
+│   └── LiveLimitReached      429 LIVE_SECRETS_LIMIT
+└── ServiceUnavailable
+    └── StorageFull           503 SECRETS_STORAGE_FULL    (Retry-After)
 """
 
 from __future__ import annotations

@@ -41,8 +41,7 @@ class SecretEventRow(Base):
     __tablename__ = "secrets_event"
 
     id: Mapped[int] = mapped_column(EventId, primary_key=True, autoincrement=True)
-    secret_id: Mapped[str] = mapped_column(String(32), ForeignKey("secrets_secret.id", ondelete="CASCADE"),
-                                           index=True)
+    secret_id: Mapped[str] = mapped_column(String(32), ForeignKey("secrets_secret.id", ondelete="CASCADE"), index=True)
     kind: Mapped[str] = mapped_column(String(16))
     at_ms: Mapped[int] = mapped_column(BigInteger)
     client: Mapped[str | None] = mapped_column(String(64))

@@ -21,8 +21,9 @@ def make_backend(platform: Platform, config: SecretsSettings) -> SecretBackend:
             raise SystemExit("BASTION_SECRETS__BACKEND=redis needs BASTION_REDIS_URL")
         from bastion.secrets.backends.redis import RedisBackend  # loads redis-py only when used
 
-        return RedisBackend(platform.redis, prefix=platform.settings.redis_prefix,
-                            retention_ms=config.audit_retention_seconds * 1000)
+        return RedisBackend(
+            platform.redis, prefix=platform.settings.redis_prefix, retention_ms=config.audit_retention_seconds * 1000
+        )
     from bastion.secrets.backends.sql import SqlBackend
 
     return SqlBackend(platform.db)
@@ -30,8 +31,9 @@ def make_backend(platform: Platform, config: SecretsSettings) -> SecretBackend:
 
 def build(platform: Platform, settings: Settings) -> ModuleParts:
     config = settings.secrets
-    service = SecretsService(make_backend(platform, config), keyring=platform.keyring, store=platform.store,
-                             settings=config)
+    service = SecretsService(
+        make_backend(platform, config), keyring=platform.keyring, store=platform.store, settings=config
+    )
 
     async def start_purge() -> None:
         platform.lifecycle.spawn(service.purge_forever(), "secrets-purge")
@@ -40,8 +42,12 @@ def build(platform: Platform, settings: Settings) -> ModuleParts:
         name="secrets",
         route_handlers=route_handlers,
         route_groups=[
-            RouteGroup("/api/secrets", RoutePolicy(tier="secrets_create", max_body_bytes=config.max_body_bytes),
-                       methods={"POST"}, exact=True),
+            RouteGroup(
+                "/api/secrets",
+                RoutePolicy(tier="secrets_create", max_body_bytes=config.max_body_bytes),
+                methods={"POST"},
+                exact=True,
+            ),
             # metadata, reveal, burn and audit of one secret (a reveal body is at most a passphrase)
             RouteGroup("/api/secrets/{id}", RoutePolicy(tier="secrets_read", max_body_bytes=4096)),
         ],

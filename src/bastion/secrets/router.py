@@ -1,11 +1,11 @@
 """HTTP routes of the secrets API: thin handlers over :class:`SecretsService`.
 
-    POST   /api/secrets                    create (Idempotency-Key honoured)     tier secrets_create
-    GET    /api/secrets/{id}               metadata, never consumes              tier secrets_read
-    POST   /api/secrets/{id}/reveal        consume one view, return the secret   tier secrets_read
-    DELETE /api/secrets/{id}               burn (owner, or X-Delete-Token)       tier secrets_read
-    GET    /api/secrets/{id}/audit         the creator's audit trail             tier secrets_read
-    GET    /api/secrets                    the signed-in creator's live secrets  tier general
+POST   /api/secrets                    create (Idempotency-Key honoured)     tier secrets_create
+GET    /api/secrets/{id}               metadata, never consumes              tier secrets_read
+POST   /api/secrets/{id}/reveal        consume one view, return the secret   tier secrets_read
+DELETE /api/secrets/{id}               burn (owner, or X-Delete-Token)       tier secrets_read
+GET    /api/secrets/{id}/audit         the creator's audit trail             tier secrets_read
+GET    /api/secrets                    the signed-in creator's live secrets  tier general
 """
 
 from __future__ import annotations
@@ -51,8 +51,11 @@ def owner_of(principal: Principal | None) -> str | None:
 def caller_of(request: Request[Any, Any, Any]) -> Caller:
     ctx: RequestContext = request.scope[CONTEXT_KEY]  # type: ignore[literal-required]
     principal = ctx.principal
-    return Caller(client=ctx.client, rate_key=principal.rate_key if principal else "ip:" + ctx.client,
-                  owner_id=owner_of(principal))
+    return Caller(
+        client=ctx.client,
+        rate_key=principal.rate_key if principal else "ip:" + ctx.client,
+        owner_id=owner_of(principal),
+    )
 
 
 def _base_url(request: Request[Any, Any, Any], service: SecretsService) -> str:
@@ -61,8 +64,11 @@ def _base_url(request: Request[Any, Any, Any], service: SecretsService) -> str:
 
 
 @post("/api/secrets", status_code=201, middleware=[_IDEMPOTENT])
-async def create_secret(request: Request[Any, Any, Any], data: JSONBody[CreateSecretRequest],
-                        secrets_service: NamedDependency[SecretsService]) -> CreatedSecret:
+async def create_secret(
+    request: Request[Any, Any, Any],
+    data: JSONBody[CreateSecretRequest],
+    secrets_service: NamedDependency[SecretsService],
+) -> CreatedSecret:
     return await secrets_service.create(data, caller_of(request), base_url=_base_url(request, secrets_service))
 
 
@@ -72,29 +78,40 @@ async def secret_metadata(secret_id: FromPath[str], secrets_service: NamedDepend
 
 
 @post("/api/secrets/{secret_id:str}/reveal", status_code=200)
-async def reveal_secret(request: Request[Any, Any, Any], secret_id: FromPath[str],
-                        secrets_service: NamedDependency[SecretsService],
-                        data: JSONBody[RevealRequest | None] = None) -> RevealedSecret:
+async def reveal_secret(
+    request: Request[Any, Any, Any],
+    secret_id: FromPath[str],
+    secrets_service: NamedDependency[SecretsService],
+    data: JSONBody[RevealRequest | None] = None,
+) -> RevealedSecret:
     passphrase = data.passphrase if data is not None else None
     return await secrets_service.reveal(secret_id, passphrase, caller_of(request))
 
 
 @delete("/api/secrets/{secret_id:str}", status_code=204)
-async def burn_secret(request: Request[Any, Any, Any], secret_id: FromPath[str],
-                      secrets_service: NamedDependency[SecretsService], delete_token: DeleteToken = None) -> None:
+async def burn_secret(
+    request: Request[Any, Any, Any],
+    secret_id: FromPath[str],
+    secrets_service: NamedDependency[SecretsService],
+    delete_token: DeleteToken = None,
+) -> None:
     await secrets_service.burn(secret_id, delete_token, caller_of(request))
 
 
 @get("/api/secrets/{secret_id:str}/audit")
-async def secret_audit(request: Request[Any, Any, Any], secret_id: FromPath[str],
-                       secrets_service: NamedDependency[SecretsService],
-                       delete_token: DeleteToken = None) -> SecretAudit:
+async def secret_audit(
+    request: Request[Any, Any, Any],
+    secret_id: FromPath[str],
+    secrets_service: NamedDependency[SecretsService],
+    delete_token: DeleteToken = None,
+) -> SecretAudit:
     return await secrets_service.audit(secret_id, delete_token, caller_of(request))
 
 
 @get("/api/secrets")
-async def list_secrets(request: Request[Any, Any, Any],
-                       secrets_service: NamedDependency[SecretsService]) -> list[OwnedSecret]:
+async def list_secrets(
+    request: Request[Any, Any, Any], secrets_service: NamedDependency[SecretsService]
+) -> list[OwnedSecret]:
     owner = owner_of(require_principal(cast("Scope", request.scope)))
     if owner is None:
         raise Forbidden("Only a user (or a user's API key) owns secrets.")

@@ -104,8 +104,15 @@ def _is_outage(exc: BaseException) -> bool:
 
 
 class SecretsService:
-    def __init__(self, backend: SecretBackend, *, keyring: Keyring, store: Store, settings: SecretsSettings,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        backend: SecretBackend,
+        *,
+        keyring: Keyring,
+        store: Store,
+        settings: SecretsSettings,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.backend = backend
         self.keyring = keyring
         self.store = store
@@ -114,15 +121,19 @@ class SecretsService:
         # argon2id is meant to be costly: bound how many run at once so a flood of wrong passphrases
         # cannot take every core and argon2_memory_kib per attempt (beyond 64 waiting, or 2 s: 503).
         self.passwords = Passwords(
-            time_cost=settings.argon2_time_cost, memory_kib=settings.argon2_memory_kib,
+            time_cost=settings.argon2_time_cost,
+            memory_kib=settings.argon2_memory_kib,
             parallelism=settings.argon2_parallelism,
-            gate=Bulkhead("argon2", max_concurrent=settings.argon2_max_concurrent, max_waiting=64, wait_timeout=2.0))
-        self.breaker = CircuitBreaker(f"secrets-{backend.name}", failure_threshold=5, reset_timeout=5.0,
-                                      is_failure=_is_outage)
+            gate=Bulkhead("argon2", max_concurrent=settings.argon2_max_concurrent, max_waiting=64, wait_timeout=2.0),
+        )
+        self.breaker = CircuitBreaker(
+            f"secrets-{backend.name}", failure_threshold=5, reset_timeout=5.0, is_failure=_is_outage
+        )
         self.flight: SingleFlight[LiveSecret | None] = SingleFlight()
         master = keyring.keys[keyring.active]
-        self._quota_key = HKDF(algorithm=hashes.SHA256(), length=32, salt=None,
-                               info=b"bastion secrets: client quota").derive(master)
+        self._quota_key = HKDF(
+            algorithm=hashes.SHA256(), length=32, salt=None, info=b"bastion secrets: client quota"
+        ).derive(master)
 
     def now_ms(self) -> int:
         return int(self.clock() * 1000)
@@ -142,17 +153,28 @@ class SecretsService:
         secret_id, delete_token = stdlib_secrets.token_urlsafe(16), stdlib_secrets.token_urlsafe(24)
         now = self.now_ms()
         record = NewSecret(
-            id=secret_id, ciphertext=self.keyring.encrypt(payload, context=self._context(secret_id)),
-            client_encrypted=request.client_encrypted, passphrase_hash=passphrase_hash,
-            max_views=request.max_views, created_at_ms=now, expires_at_ms=now + ttl * 1000,
-            owner_id=caller.owner_id, quota_key=self._quota(caller), delete_token_hash=_digest(delete_token),
-            creator_client=coarse_client(caller.client))
+            id=secret_id,
+            ciphertext=self.keyring.encrypt(payload, context=self._context(secret_id)),
+            client_encrypted=request.client_encrypted,
+            passphrase_hash=passphrase_hash,
+            max_views=request.max_views,
+            created_at_ms=now,
+            expires_at_ms=now + ttl * 1000,
+            owner_id=caller.owner_id,
+            quota_key=self._quota(caller),
+            delete_token_hash=_digest(delete_token),
+            creator_client=coarse_client(caller.client),
+        )
         limit = self.settings.max_live_per_user if caller.owner_id else self.settings.max_live_per_client
         await self._stored(lambda: self.backend.create(record, Limits(self.settings.max_total_bytes, limit)))
         _events.labels("created").inc()
-        return CreatedSecret(id=secret_id, url=f"{base_url.rstrip('/')}{REVEAL_PAGE}{secret_id}",
-                             expires_at=_ms_to_dt(record.expires_at_ms), views_remaining=request.max_views,
-                             delete_token=delete_token)
+        return CreatedSecret(
+            id=secret_id,
+            url=f"{base_url.rstrip('/')}{REVEAL_PAGE}{secret_id}",
+            expires_at=_ms_to_dt(record.expires_at_ms),
+            views_remaining=request.max_views,
+            delete_token=delete_token,
+        )
 
     def _validate(self, request: CreateSecretRequest, *, signed_in: bool) -> tuple[int, bytes]:
         """The TTL and the bytes to store, or InvalidSecret listing every field out of bounds."""
@@ -219,8 +241,10 @@ class SecretsService:
             raise DependencyUnavailable("Passphrase attempts cannot be counted right now.", retry_after=5) from exc
         if left is not None:
             _events.labels("locked").inc()
-            raise SecretLocked("Too many wrong passphrases for this secret from this client.",
-                               retry_after=left or self.settings.lockout_seconds)
+            raise SecretLocked(
+                "Too many wrong passphrases for this secret from this client.",
+                retry_after=left or self.settings.lockout_seconds,
+            )
 
     async def _wrong_passphrase(self, key: str) -> None:
         limit, lockout = self.settings.passphrase_attempts, self.settings.lockout_seconds
@@ -231,8 +255,9 @@ class SecretsService:
         except StoreUnavailable as exc:
             raise DependencyUnavailable("Passphrase attempts cannot be counted right now.", retry_after=5) from exc
         _events.labels("passphrase_wrong").inc()
-        raise PassphraseInvalid("Wrong passphrase; nothing was consumed.",
-                                extra={"attempts_left": max(0, limit - attempts)})
+        raise PassphraseInvalid(
+            "Wrong passphrase; nothing was consumed.", extra={"attempts_left": max(0, limit - attempts)}
+        )
 
     # -- reading -----------------------------------------------------------------------------------
 
@@ -246,10 +271,15 @@ class SecretsService:
         found = await self._live(secret_id) if _ID.match(secret_id) else None
         if found is None:
             raise SecretNotFound
-        return SecretMetadata(id=found.id, exists=True, created_at=_ms_to_dt(found.created_at_ms),
-                              expires_at=_ms_to_dt(found.expires_at_ms), views_remaining=found.views_remaining,
-                              requires_passphrase=found.passphrase_hash is not None,
-                              client_encrypted=found.client_encrypted)
+        return SecretMetadata(
+            id=found.id,
+            exists=True,
+            created_at=_ms_to_dt(found.created_at_ms),
+            expires_at=_ms_to_dt(found.expires_at_ms),
+            views_remaining=found.views_remaining,
+            requires_passphrase=found.passphrase_hash is not None,
+            client_encrypted=found.client_encrypted,
+        )
 
     async def reveal(self, secret_id: str, passphrase: str | None, caller: Caller) -> RevealedSecret:
         """Consume one view and return the secret. The claim is made (and stored) before this returns, so
@@ -259,22 +289,28 @@ class SecretsService:
         client = coarse_client(caller.client)
         outcome: Claim | Refusal
         if passphrase is None:
-            outcome = await self._stored(lambda: self.backend.claim(
-                secret_id, self.now_ms(), passphrase_checked=False, client=client))
+            outcome = await self._stored(
+                lambda: self.backend.claim(secret_id, self.now_ms(), passphrase_checked=False, client=client)
+            )
             if outcome is Refusal.NEEDS_PASSPHRASE:
                 raise PassphraseRequired("Send the passphrase to reveal this secret.")
         else:
             await self._check_passphrase(secret_id, passphrase, caller)
-            outcome = await self._stored(lambda: self.backend.claim(
-                secret_id, self.now_ms(), passphrase_checked=True, client=client))
+            outcome = await self._stored(
+                lambda: self.backend.claim(secret_id, self.now_ms(), passphrase_checked=True, client=client)
+            )
         if not isinstance(outcome, Claim):
             raise SecretNotFound
         _events.labels("revealed").inc()
         plaintext = self.keyring.decrypt(outcome.ciphertext, context=self._context(secret_id))
-        text = (base64.urlsafe_b64encode(plaintext).rstrip(b"=").decode() if outcome.client_encrypted
-                else plaintext.decode())
-        return RevealedSecret(secret=text, views_remaining=outcome.views_remaining,
-                              client_encrypted=outcome.client_encrypted)
+        text = (
+            base64.urlsafe_b64encode(plaintext).rstrip(b"=").decode()
+            if outcome.client_encrypted
+            else plaintext.decode()
+        )
+        return RevealedSecret(
+            secret=text, views_remaining=outcome.views_remaining, client_encrypted=outcome.client_encrypted
+        )
 
     async def _check_passphrase(self, secret_id: str, passphrase: str, caller: Caller) -> None:
         lock = self._lock_key(secret_id, caller)
@@ -301,8 +337,9 @@ class SecretsService:
 
     async def burn(self, secret_id: str, delete_token: str | None, caller: Caller) -> None:
         await self._receipt_for(secret_id, delete_token, caller)
-        if not await self._stored(lambda: self.backend.burn(secret_id, self.now_ms(),
-                                                             client=coarse_client(caller.client))):
+        if not await self._stored(
+            lambda: self.backend.burn(secret_id, self.now_ms(), client=coarse_client(caller.client))
+        ):
             raise SecretNotFound
         _events.labels("burned").inc()
 
@@ -320,23 +357,37 @@ class SecretsService:
             events.append(Event("expired", receipt.expires_at_ms))
         else:
             state = "live"
-        return SecretAudit(id=receipt.id, state=state, created_at=_ms_to_dt(receipt.created_at_ms),
-                           expires_at=_ms_to_dt(receipt.expires_at_ms), max_views=receipt.max_views,
-                           views_remaining=max(0, views_left) if state == "live" else 0,
-                           events=[AuditEvent(e.kind, _ms_to_dt(e.at_ms), e.client) for e in events])
+        return SecretAudit(
+            id=receipt.id,
+            state=state,
+            created_at=_ms_to_dt(receipt.created_at_ms),
+            expires_at=_ms_to_dt(receipt.expires_at_ms),
+            max_views=receipt.max_views,
+            views_remaining=max(0, views_left) if state == "live" else 0,
+            events=[AuditEvent(e.kind, _ms_to_dt(e.at_ms), e.client) for e in events],
+        )
 
     async def owned(self, owner_id: str, limit: int = 200) -> list[OwnedSecret]:
         found = await self._stored(lambda: self.backend.owned("u:" + owner_id, self.now_ms(), limit))
-        return [OwnedSecret(id=s.id, created_at=_ms_to_dt(s.created_at_ms), expires_at=_ms_to_dt(s.expires_at_ms),
-                            views_remaining=s.views_remaining, max_views=s.max_views,
-                            requires_passphrase=s.passphrase_hash is not None, client_encrypted=s.client_encrypted)
-                for s in found]
+        return [
+            OwnedSecret(
+                id=s.id,
+                created_at=_ms_to_dt(s.created_at_ms),
+                expires_at=_ms_to_dt(s.expires_at_ms),
+                views_remaining=s.views_remaining,
+                max_views=s.max_views,
+                requires_passphrase=s.passphrase_hash is not None,
+                client_encrypted=s.client_encrypted,
+            )
+            for s in found
+        ]
 
     # -- housekeeping ------------------------------------------------------------------------------
 
     async def purge(self) -> int:
-        dropped = await self._stored(lambda: self.backend.purge(
-            self.now_ms(), self.settings.audit_retention_seconds * 1000))
+        dropped = await self._stored(
+            lambda: self.backend.purge(self.now_ms(), self.settings.audit_retention_seconds * 1000)
+        )
         if dropped:
             _events.labels("expired").inc(dropped)
         return dropped

@@ -1,8 +1,8 @@
 """Settings of the secrets module (``BASTION_SECRETS__<FIELD>``).
 
-    BASTION_SECRETS__BACKEND=redis              # store secrets in Redis (needs BASTION_REDIS_URL)
-    BASTION_SECRETS__MAX_SECRET_BYTES=131072    # allow 128 KiB secrets
-    BASTION_SECRETS__PUBLIC_URL=https://secrets.example.com
+BASTION_SECRETS__BACKEND=redis              # store secrets in Redis (needs BASTION_REDIS_URL)
+BASTION_SECRETS__MAX_SECRET_BYTES=131072    # allow 128 KiB secrets
+BASTION_SECRETS__PUBLIC_URL=https://secrets.example.com
 """
 
 from __future__ import annotations

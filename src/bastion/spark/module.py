@@ -24,11 +24,18 @@ def build(platform: Platform, settings: Settings) -> ModuleParts:
         route_handlers=route_handlers,
         route_groups=[
             # values arrive as text/plain (the client's choice); the service enforces the exact 1 MiB limit
-            RouteGroup(KV_PATH, RoutePolicy(tier="kv", max_body_bytes=config.max_value_bytes + 65_536,
-                                            media_types=("text/plain", "application/json"),
-                                            max_url_length=KV_MAX_URL)),
-            RouteGroup("/_spark/loaded", RoutePolicy(max_body_bytes=8192,
-                                                     media_types=("application/json", "text/plain"))),
+            RouteGroup(
+                KV_PATH,
+                RoutePolicy(
+                    tier="kv",
+                    max_body_bytes=config.max_value_bytes + 65_536,
+                    media_types=("text/plain", "application/json"),
+                    max_url_length=KV_MAX_URL,
+                ),
+            ),
+            RouteGroup(
+                "/_spark/loaded", RoutePolicy(max_body_bytes=8192, media_types=("application/json", "text/plain"))
+            ),
         ],
         dependencies={"spark_kv": Provide(lambda: kv, use_cache=True, sync_to_thread=False)},
     )

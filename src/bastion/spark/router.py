@@ -47,36 +47,49 @@ def _key(request: AnyRequest, routed: str) -> str:
     raw = request.scope.get("raw_path")
     if isinstance(raw, bytes) and raw.startswith(_KV_PREFIX):
         try:
-            return unquote_to_bytes(raw[len(_KV_PREFIX):]).decode()
+            return unquote_to_bytes(raw[len(_KV_PREFIX) :]).decode()
         except UnicodeDecodeError:
             raise InvalidKey("The key is not valid UTF-8 once percent-decoded.") from None
     return routed.removeprefix("/")  # a server that gives no raw_path: the decoded path is all there is
 
 
 @get(KV_PATH)
-async def kv_keys(request: AnyRequest, spark_kv: NamedDependency[KvService],
-                  collection: FromQuery[str | None] = None) -> list[str]:
+async def kv_keys(
+    request: AnyRequest, spark_kv: NamedDependency[KvService], collection: FromQuery[str | None] = None
+) -> list[str]:
     return await spark_kv.keys(_space(request, spark_kv, collection))
 
 
 @get(KV_PATH + "/{key:path}")
-async def kv_get(request: AnyRequest, key: FromPath[str], spark_kv: NamedDependency[KvService],
-                 collection: FromQuery[str | None] = None) -> Response[bytes]:
+async def kv_get(
+    request: AnyRequest,
+    key: FromPath[str],
+    spark_kv: NamedDependency[KvService],
+    collection: FromQuery[str | None] = None,
+) -> Response[bytes]:
     value = await spark_kv.get(_space(request, spark_kv, collection), _key(request, key))
     return Response(value.encode(), media_type="application/json")
 
 
 @post(KV_PATH + "/{key:path}", status_code=204)
-async def kv_set(request: AnyRequest, key: FromPath[str], spark_kv: NamedDependency[KvService],
-                 collection: FromQuery[str | None] = None) -> None:
+async def kv_set(
+    request: AnyRequest,
+    key: FromPath[str],
+    spark_kv: NamedDependency[KvService],
+    collection: FromQuery[str | None] = None,
+) -> None:
     space = _space(request, spark_kv, collection)
     initial = request.headers.get("x-spark-initial", "").strip().lower() == "true"
     await spark_kv.put(space, _key(request, key), await request.body(), initial=initial)
 
 
 @delete(KV_PATH + "/{key:path}", status_code=204)
-async def kv_delete(request: AnyRequest, key: FromPath[str], spark_kv: NamedDependency[KvService],
-                    collection: FromQuery[str | None] = None) -> None:
+async def kv_delete(
+    request: AnyRequest,
+    key: FromPath[str],
+    spark_kv: NamedDependency[KvService],
+    collection: FromQuery[str | None] = None,
+) -> None:
     await spark_kv.delete(_space(request, spark_kv, collection), _key(request, key))
 
 
@@ -90,7 +103,7 @@ async def spark_loaded(request: AnyRequest) -> None:
     try:
         loaded = _decode_loaded(await request.body() or b"{}")
     except msgspec.DecodeError:
-        raise MalformedBody("Send {\"url\": ..., \"load_ms\": ...} as JSON.") from None
+        raise MalformedBody('Send {"url": ..., "load_ms": ...} as JSON.') from None
     record_load(loaded.load_ms)
 
 

@@ -53,8 +53,9 @@ def namespace_of(principal: Principal | None, settings: SparkSettings, collectio
     if collection is None or collection == "":
         return Namespace(app)
     if len(collection) > settings.max_collection_chars or has_control_chars(collection):
-        raise InvalidCollection(f"A collection name has 1-{settings.max_collection_chars} characters and no "
-                                "control characters.")
+        raise InvalidCollection(
+            f"A collection name has 1-{settings.max_collection_chars} characters and no control characters."
+        )
     return Namespace(app, collection)
 
 
@@ -64,9 +65,13 @@ def user_of(principal: Principal) -> SparkUser:
     attrs = principal.attrs
     user_id = attrs.get("user_id") if principal.kind == "api_key" else None
     login = attrs.get("login")
-    return SparkUser(avatarUrl=_text(attrs.get("avatar_url")), email=_text(attrs.get("email")),
-                     id=str(user_id or principal.id), isOwner=principal.has_role("owner"),
-                     login=_text(login) or str(user_id or principal.id))
+    return SparkUser(
+        avatarUrl=_text(attrs.get("avatar_url")),
+        email=_text(attrs.get("email")),
+        id=str(user_id or principal.id),
+        isOwner=principal.has_role("owner"),
+        login=_text(login) or str(user_id or principal.id),
+    )
 
 
 def _text(value: Any) -> str | None:
@@ -86,8 +91,10 @@ class KvService:
 
     def check_value(self, body: bytes) -> str:
         if len(body) > self.settings.max_value_bytes:
-            raise ValueTooLarge(f"A value may be at most {self.settings.max_value_bytes} bytes.",
-                                extra={"max_bytes": self.settings.max_value_bytes})
+            raise ValueTooLarge(
+                f"A value may be at most {self.settings.max_value_bytes} bytes.",
+                extra={"max_bytes": self.settings.max_value_bytes},
+            )
         try:
             msgspec.json.decode(body)  # validates the JSON and its UTF-8 in one pass
         except msgspec.DecodeError:
@@ -95,16 +102,23 @@ class KvService:
         return body.decode()
 
     async def keys(self, space: Namespace) -> list[str]:
-        query = (select(KvEntry.key).where(KvEntry.app == space.app, KvEntry.collection == space.collection)
-                 .order_by(KvEntry.key).limit(self.settings.max_keys_listed))
+        query = (
+            select(KvEntry.key)
+            .where(KvEntry.app == space.app, KvEntry.collection == space.collection)
+            .order_by(KvEntry.key)
+            .limit(self.settings.max_keys_listed)
+        )
         async with self.db.session() as session:
             return list((await session.scalars(query)).all())
 
     async def get(self, space: Namespace, key: str) -> str:
         self.check_key(key)
         async with self.db.session() as session:
-            value = await session.scalar(select(KvEntry.value).where(
-                KvEntry.app == space.app, KvEntry.collection == space.collection, KvEntry.key == key))
+            value = await session.scalar(
+                select(KvEntry.value).where(
+                    KvEntry.app == space.app, KvEntry.collection == space.collection, KvEntry.key == key
+                )
+            )
         if value is None:
             raise KeyNotFound("No value is stored under this key.")
         return value
@@ -113,15 +127,21 @@ class KvService:
         """Store ``body`` under ``key``; with ``initial`` only if the key is missing. True if it was stored."""
         self.check_key(key)
         text = self.check_value(body)
-        row = {"app": space.app, "collection": space.collection, "key": key, "value": text,
-               "updated_at": dt.datetime.now(dt.UTC)}
+        row = {
+            "app": space.app,
+            "collection": space.collection,
+            "key": key,
+            "value": text,
+            "updated_at": dt.datetime.now(dt.UTC),
+        }
         statement = self._insert(KvEntry).values(**row)
         if initial:
             statement = statement.on_conflict_do_nothing(index_elements=_PRIMARY_KEY)
         else:
             statement = statement.on_conflict_do_update(
                 index_elements=_PRIMARY_KEY,
-                set_={"value": statement.excluded.value, "updated_at": statement.excluded.updated_at})
+                set_={"value": statement.excluded.value, "updated_at": statement.excluded.updated_at},
+            )
         async with self.db.transaction() as session:
             result = await session.execute(statement)
         return bool(getattr(result, "rowcount", 1))
@@ -129,12 +149,18 @@ class KvService:
     async def delete(self, space: Namespace, key: str) -> None:
         self.check_key(key)
         async with self.db.transaction() as session:
-            await session.execute(delete(KvEntry).where(
-                KvEntry.app == space.app, KvEntry.collection == space.collection, KvEntry.key == key))
+            await session.execute(
+                delete(KvEntry).where(
+                    KvEntry.app == space.app, KvEntry.collection == space.collection, KvEntry.key == key
+                )
+            )
 
 
-_page_loads = metrics.histogram("spark_page_load_seconds", "Page load times reported by Spark apps",
-                                buckets=(0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0))
+_page_loads = metrics.histogram(
+    "spark_page_load_seconds",
+    "Page load times reported by Spark apps",
+    buckets=(0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0),
+)
 
 
 def record_load(load_ms: float) -> None:

@@ -1,7 +1,7 @@
 """Settings of the Spark runtime (``BASTION_SPARK__<FIELD>``).
 
-    BASTION_SPARK__APP_NAME=my-app          # KV namespace of callers whose credential names no app
-    BASTION_SPARK__ALLOW_ANONYMOUS=true     # let signed-out browsers use the KV (development only)
+BASTION_SPARK__APP_NAME=my-app          # KV namespace of callers whose credential names no app
+BASTION_SPARK__ALLOW_ANONYMOUS=true     # let signed-out browsers use the KV (development only)
 """
 
 from __future__ import annotations

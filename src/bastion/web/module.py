@@ -18,9 +18,11 @@ def build(_platform: Platform, settings: Settings) -> ModuleParts:
         return ModuleParts(name="web")
     limits = settings.secrets
     # The form offers what an anonymous creator may choose; signed-in API callers may ask for more.
-    site = Site.load(title=settings.web.title, max_views=limits.max_views,
-                     ttl_choices=ttl_options(limits.min_ttl_seconds, limits.max_ttl_anonymous_seconds,
-                                             limits.default_ttl_seconds))
+    site = Site.load(
+        title=settings.web.title,
+        max_views=limits.max_views,
+        ttl_choices=ttl_options(limits.min_ttl_seconds, limits.max_ttl_anonymous_seconds, limits.default_ttl_seconds),
+    )
     return ModuleParts(
         name="web",
         route_handlers=route_handlers,

@@ -33,8 +33,12 @@ def reveal_page(secret_id: FromPath[str], web_site: NamedDependency[Site]) -> Re
 
 
 @get("/assets/{name:str}", include_in_schema=False, sync_to_thread=False)
-def asset(request: Request[Any, Any, Any], name: FromPath[str], web_site: NamedDependency[Site],
-          v: FromQuery[str | None] = None) -> Response[bytes]:
+def asset(
+    request: Request[Any, Any, Any],
+    name: FromPath[str],
+    web_site: NamedDependency[Site],
+    v: FromQuery[str | None] = None,
+) -> Response[bytes]:
     found = web_site.asset(name)
     if found is None:
         raise NotFound("No such asset.")

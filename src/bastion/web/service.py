@@ -25,12 +25,19 @@ from importlib import resources
 # Litestar adds "; charset=utf-8" to text/* media types itself.
 TYPES = {".js": "text/javascript", ".css": "text/css", ".svg": "image/svg+xml", ".html": "text/html"}
 ASSETS = ("app.js", "app.css", "favicon.svg")
-CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "
-       "form-action 'self'; frame-ancestors 'none'; base-uri 'none'; require-trusted-types-for 'script'")
+CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "
+    "form-action 'self'; frame-ancestors 'none'; base-uri 'none'; require-trusted-types-for 'script'"
+)
 """The pages' policy: only Bastion's own files, no inline code, and no DOM sinks that parse HTML."""
 _PLACEHOLDER = re.compile(r"\{\{(\w+)(?: ([\w.]+))?\}\}")
-TTL_CHOICES = ((300, "5 minutes"), (3600, "1 hour"), (86_400, "1 day"), (7 * 86_400, "7 days"),
-               (30 * 86_400, "30 days"))
+TTL_CHOICES = (
+    (300, "5 minutes"),
+    (3600, "1 hour"),
+    (86_400, "1 day"),
+    (7 * 86_400, "7 days"),
+    (30 * 86_400, "30 days"),
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,8 +50,12 @@ class Asset:
     @classmethod
     def of(cls, name: str, body: bytes) -> Asset:
         digest = hashlib.sha384(body).digest()
-        return cls(body=body, content_type=TYPES[name[name.rfind("."):]], version=digest.hex()[:16],
-                   integrity="sha384-" + base64.b64encode(digest).decode())
+        return cls(
+            body=body,
+            content_type=TYPES[name[name.rfind(".") :]],
+            version=digest.hex()[:16],
+            integrity="sha384-" + base64.b64encode(digest).decode(),
+        )
 
     @property
     def etag(self) -> str:
@@ -75,7 +86,8 @@ class Site:
         assets = {name: Asset.of(name, (folder / name).read_bytes()) for name in ASSETS}
         options = "".join(
             f'<option value="{seconds}"{" selected" if chosen else ""}>{html.escape(label)}</option>'
-            for seconds, label, chosen in ttl_choices)
+            for seconds, label, chosen in ttl_choices
+        )
         values = {"title": html.escape(title), "ttl_options": options, "max_views": str(max_views)}
 
         def render(name: str) -> bytes:

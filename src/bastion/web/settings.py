@@ -1,6 +1,6 @@
 """Settings of the web page (``BASTION_WEB__<FIELD>``).
 
-    BASTION_WEB__ENABLED=false       # an API-only deployment: no page at / and /s/<id>
+BASTION_WEB__ENABLED=false       # an API-only deployment: no page at / and /s/<id>
 """
 
 from __future__ import annotations

@@ -29,8 +29,14 @@ from bastion.ai.schemas import ChatCompletionRequest, ContentPart
 from bastion.ai.settings import ProviderSettings
 
 JSON_INSTRUCTION = "Respond with a single valid JSON object and nothing else."
-_FINISH = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length", "tool_use": "tool_calls",
-           "refusal": "content_filter", "pause_turn": "stop"}
+_FINISH = {
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "max_tokens": "length",
+    "tool_use": "tool_calls",
+    "refusal": "content_filter",
+    "pause_turn": "stop",
+}
 
 
 class _Block(msgspec.Struct):
@@ -80,8 +86,12 @@ class AnthropicProvider:
         self.sender = sender
         self.streams = settings.streaming
         self.url = settings.url + "/v1/messages"
-        self.headers = {"content-type": "application/json", "accept": "application/json",
-                        "anthropic-version": settings.anthropic_version, **settings.headers}
+        self.headers = {
+            "content-type": "application/json",
+            "accept": "application/json",
+            "anthropic-version": settings.anthropic_version,
+            **settings.headers,
+        }
         if settings.api_key is not None:
             self.headers["x-api-key"] = settings.api_key.get_secret_value()
 
@@ -93,8 +103,13 @@ class AnthropicProvider:
             raise UpstreamInvalid("not a message") from exc
         text = "".join(block.text for block in message.content if block.type == "text")
         usage = message.usage or _Usage()
-        return Answer(text, _FINISH.get(message.stop_reason or "", "stop"), message.model or request.model or "",
-                      usage.input_tokens, usage.output_tokens)
+        return Answer(
+            text,
+            _FINISH.get(message.stop_reason or "", "stop"),
+            message.model or request.model or "",
+            usage.input_tokens,
+            usage.output_tokens,
+        )
 
     async def open_stream(self, request: ChatCompletionRequest) -> HttpStream:
         body = _encode(to_messages_api(request, stream=True))
@@ -116,8 +131,11 @@ def to_messages_api(request: ChatCompletionRequest, *, stream: bool = False) -> 
         messages.append({"role": message.role, "content": content})
     if request.wants_json:
         system.append(JSON_INSTRUCTION)
-    body: dict[str, Any] = {"model": request.model, "messages": messages,
-                            "max_tokens": request.max_completion_tokens or request.max_tokens}
+    body: dict[str, Any] = {
+        "model": request.model,
+        "messages": messages,
+        "max_tokens": request.max_completion_tokens or request.max_tokens,
+    }
     if system:
         body["system"] = "\n\n".join(system)
     if request.temperature is not None:

@@ -61,8 +61,14 @@ class Answer:
 
     __slots__ = ("completion_tokens", "content", "finish_reason", "model", "prompt_tokens")
 
-    def __init__(self, content: str, finish_reason: str, model: str, prompt_tokens: int | None = None,
-                 completion_tokens: int | None = None) -> None:
+    def __init__(
+        self,
+        content: str,
+        finish_reason: str,
+        model: str,
+        prompt_tokens: int | None = None,
+        completion_tokens: int | None = None,
+    ) -> None:
         self.content = content
         self.finish_reason = finish_reason
         self.model = model
@@ -75,8 +81,13 @@ class Piece:
 
     __slots__ = ("completion_tokens", "finish_reason", "prompt_tokens", "text")
 
-    def __init__(self, text: str = "", finish_reason: str | None = None, prompt_tokens: int | None = None,
-                 completion_tokens: int | None = None) -> None:
+    def __init__(
+        self,
+        text: str = "",
+        finish_reason: str | None = None,
+        prompt_tokens: int | None = None,
+        completion_tokens: int | None = None,
+    ) -> None:
         self.text = text
         self.finish_reason = finish_reason
         self.prompt_tokens = prompt_tokens
@@ -125,14 +136,17 @@ class HttpSessions:
         if session is None or session.closed:
             import aiohttp
 
-            connector = aiohttp.TCPConnector(limit=settings.max_concurrent, limit_per_host=0,
-                                             keepalive_timeout=30.0, ttl_dns_cache=60)
+            connector = aiohttp.TCPConnector(
+                limit=settings.max_concurrent, limit_per_host=0, keepalive_timeout=30.0, ttl_dns_cache=60
+            )
             # No total timeout here: the gateway bounds a whole call itself (streams may run long);
             # connect covers waiting for a pooled connection too, sock_read each silence.
-            timeout = aiohttp.ClientTimeout(total=None, connect=settings.connect_timeout_seconds,
-                                            sock_read=settings.read_timeout_seconds)
-            session = aiohttp.ClientSession(connector=connector, timeout=timeout, trust_env=False,
-                                            raise_for_status=False)
+            timeout = aiohttp.ClientTimeout(
+                total=None, connect=settings.connect_timeout_seconds, sock_read=settings.read_timeout_seconds
+            )
+            session = aiohttp.ClientSession(
+                connector=connector, timeout=timeout, trust_env=False, raise_for_status=False
+            )
             self._sessions[name] = session
         return session
 

@@ -16,8 +16,10 @@ from bastion.ai.providers.base import Answer, Piece, estimate_tokens
 from bastion.ai.schemas import ChatCompletionRequest
 from bastion.ai.settings import LOCAL_MODEL
 
-NOTICE = ("[Bastion local development provider: not a language model. Configure a provider "
-          "(BASTION_AI__PROVIDERS, see docs/ai.md) for real answers.]")
+NOTICE = (
+    "[Bastion local development provider: not a language model. Configure a provider "
+    "(BASTION_AI__PROVIDERS, see docs/ai.md) for real answers.]"
+)
 _ECHO_CHARS = 200
 
 

@@ -93,9 +93,13 @@ class OpenAIProvider:
             raise UpstreamInvalid("no choices")
         choice = answer.choices[0]
         usage = answer.usage
-        return Answer(choice.message.content or choice.message.refusal or "", choice.finish_reason or "stop",
-                      answer.model or request.model or "",
-                      usage.prompt_tokens if usage else None, usage.completion_tokens if usage else None)
+        return Answer(
+            choice.message.content or choice.message.refusal or "",
+            choice.finish_reason or "stop",
+            answer.model or request.model or "",
+            usage.prompt_tokens if usage else None,
+            usage.completion_tokens if usage else None,
+        )
 
     async def open_stream(self, request: ChatCompletionRequest) -> HttpStream:
         body = _encode(msgspec.structs.replace(request, stream=True, stream_options=_INCLUDE_USAGE))
@@ -116,7 +120,11 @@ async def _pieces(chunks: AsyncIterator[bytes]) -> AsyncIterator[Piece]:
         usage = chunk.usage
         if chunk.choices:
             choice = chunk.choices[0]
-            yield Piece(choice.delta.content or choice.delta.refusal or "", choice.finish_reason,
-                        usage.prompt_tokens if usage else None, usage.completion_tokens if usage else None)
+            yield Piece(
+                choice.delta.content or choice.delta.refusal or "",
+                choice.finish_reason,
+                usage.prompt_tokens if usage else None,
+                usage.completion_tokens if usage else None,
+            )
         elif usage is not None:
             yield Piece(prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens)

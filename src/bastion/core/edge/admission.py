@@ -19,8 +19,7 @@ from bastion.core.ratelimit import Decision, Limiter, Tier
 
 
 class AdmissionMiddleware:
-    def __init__(self, app: ASGIApp, *, limiter: Limiter | None,
-                 resolver: PrincipalResolver | None = None) -> None:
+    def __init__(self, app: ASGIApp, *, limiter: Limiter | None, resolver: PrincipalResolver | None = None) -> None:
         self.app = app
         self.limiter = limiter
         self.resolver = resolver
@@ -42,21 +41,32 @@ class AdmissionMiddleware:
         verdict = await self.limiter.check(tier_name, key)
         decision = verdict.decision
         if decision is None:
-            await send_problem(send, DependencyUnavailable(
-                "Rate limiting is unavailable and this endpoint does not run without it.",
-                retry_after=5, extra={"tier": tier_name}), ctx.request_id)
+            await send_problem(
+                send,
+                DependencyUnavailable(
+                    "Rate limiting is unavailable and this endpoint does not run without it.",
+                    retry_after=5,
+                    extra={"tier": tier_name},
+                ),
+                ctx.request_id,
+            )
             return
 
         headers = rate_headers(self._headers[tier_name], decision)
         if not decision.allowed:
             error: RateLimited
             if decision.banned:
-                error = Banned("Too many requests over a sustained period; access is suspended.",
-                               retry_after=decision.retry_after, extra={"tier": tier_name})
+                error = Banned(
+                    "Too many requests over a sustained period; access is suspended.",
+                    retry_after=decision.retry_after,
+                    extra={"tier": tier_name},
+                )
             else:
-                error = RateLimited(f"The {tier_name} limit is {verdict.tier.limit} requests per "
-                                    f"{verdict.tier.window} seconds.",
-                                    retry_after=decision.retry_after, extra={"tier": tier_name})
+                error = RateLimited(
+                    f"The {tier_name} limit is {verdict.tier.limit} requests per {verdict.tier.window} seconds.",
+                    retry_after=decision.retry_after,
+                    extra={"tier": tier_name},
+                )
             for name, value in headers:
                 error.headers.setdefault(name.decode(), value.decode())
             await send_problem(send, error, ctx.request_id)

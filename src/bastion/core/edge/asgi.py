@@ -40,14 +40,39 @@ class RequestContext:
     is built for every request, and a dataclass with default factories costs several times more.)
     """
 
-    __slots__ = ("authorization", "client", "content_length", "content_type", "cookie", "header_bytes", "host",
-                 "origin", "peer", "policy", "principal", "request_id", "response_bytes", "response_headers",
-                 "start", "status")
+    __slots__ = (
+        "authorization",
+        "client",
+        "content_length",
+        "content_type",
+        "cookie",
+        "header_bytes",
+        "host",
+        "origin",
+        "peer",
+        "policy",
+        "principal",
+        "request_id",
+        "response_bytes",
+        "response_headers",
+        "start",
+        "status",
+    )
 
-    def __init__(self, request_id: str, start: float, client: str, peer: str, host: bytes = b"",
-                 origin: bytes | None = None, content_type: bytes | None = None,
-                 content_length: int | None = None, authorization: bytes | None = None,
-                 cookie: bytes | None = None, header_bytes: int = 0) -> None:
+    def __init__(
+        self,
+        request_id: str,
+        start: float,
+        client: str,
+        peer: str,
+        host: bytes = b"",
+        origin: bytes | None = None,
+        content_type: bytes | None = None,
+        content_length: int | None = None,
+        authorization: bytes | None = None,
+        cookie: bytes | None = None,
+        header_bytes: int = 0,
+    ) -> None:
         self.request_id = request_id
         self.start = start
         self.client = client
@@ -79,8 +104,13 @@ def context(scope: Scope) -> RequestContext | None:
 async def send_problem(send: Send, error: errors.AppError, request_id: str | None) -> None:
     """Answer with ``error`` as problem+json (the response must not have started)."""
     body = errors.render(error, request_id)
-    await send({"type": "http.response.start", "status": error.status,
-                "headers": errors.headers_list(len(body), error.headers)})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": error.status,
+            "headers": errors.headers_list(len(body), error.headers),
+        }
+    )
     await send({"type": "http.response.body", "body": body})
 
 

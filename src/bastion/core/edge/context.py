@@ -24,8 +24,16 @@ from bastion.core.edge.asgi import CONTEXT_KEY, ASGIApp, Message, Receive, Reque
 from bastion.core.logging import request_id_var
 
 _REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:\-]{1,128}$")
-_WANTED = {b"host", b"origin", b"content-type", b"content-length", b"authorization", b"cookie",
-           b"x-request-id", b"x-forwarded-for"}
+_WANTED = {
+    b"host",
+    b"origin",
+    b"content-type",
+    b"content-length",
+    b"authorization",
+    b"cookie",
+    b"x-request-id",
+    b"x-forwarded-for",
+}
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 

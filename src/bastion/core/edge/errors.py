@@ -43,13 +43,16 @@ class ErrorBoundaryMiddleware:
             raise
         except AppError as error:
             if started:
-                log.warning("error after the response started", code=error.code, detail=error.detail,
-                            route=scope.get("path_template"))
+                log.warning(
+                    "error after the response started",
+                    code=error.code,
+                    detail=error.detail,
+                    route=scope.get("path_template"),
+                )
                 return
             await send_problem(send, error, ctx.request_id)
         except Exception as exc:
-            log.error("unhandled exception", route=scope.get("path_template"), method=scope["method"],
-                      exc_info=exc)
+            log.error("unhandled exception", route=scope.get("path_template"), method=scope["method"], exc_info=exc)
             if started:
                 return
             body = render_unexpected(exc, ctx.request_id, production=self.production)

@@ -48,8 +48,10 @@ _SECURITY = (
 _HSTS = (b"strict-transport-security", b"max-age=31536000; includeSubDomains")
 _DISCLOSING = frozenset({b"server", b"x-powered-by"})
 _SERVER = (b"server", b"bastion")
-_EXPOSED = (b"X-Request-ID, X-Response-Time, RateLimit, RateLimit-Policy, Retry-After, "
-            b"X-RateLimit-Limit, X-RateLimit-Remaining, X-RateLimit-Reset")
+_EXPOSED = (
+    b"X-Request-ID, X-Response-Time, RateLimit, RateLimit-Policy, Retry-After, "
+    b"X-RateLimit-Limit, X-RateLimit-Remaining, X-RateLimit-Reset"
+)
 
 
 class HeadersMiddleware:
@@ -78,9 +80,12 @@ class HeadersMiddleware:
         # "... its own Cache-Control", so that a response costs one pass over its own headers.
         self.defaults = {
             own_policy: {
-                own_cache: tuple(h for h in security
-                                 if not (own_policy and h[0] == b"content-security-policy")
-                                 and not (own_cache and h[0] == b"cache-control"))
+                own_cache: tuple(
+                    h
+                    for h in security
+                    if not (own_policy and h[0] == b"content-security-policy")
+                    and not (own_cache and h[0] == b"cache-control")
+                )
                 for own_cache in (False, True)
             }
             for own_policy in (False, True)
@@ -93,8 +98,7 @@ class HeadersMiddleware:
         ctx: RequestContext = scope[CONTEXT_KEY]
 
         if not self._host_allowed(ctx.host):
-            await send_problem(self._secured(send), InvalidHost("This host name is not served here."),
-                               ctx.request_id)
+            await send_problem(self._secured(send), InvalidHost("This host name is not served here."), ctx.request_id)
             return
 
         origin = ctx.origin
@@ -148,18 +152,19 @@ class HeadersMiddleware:
 
     def _cors_headers(self, origin: bytes) -> list[tuple[bytes, bytes]]:
         echo = b"*" if self.any_origin and not self.credentials else origin
-        headers = [(b"access-control-allow-origin", echo), (b"vary", b"Origin"),
-                   (b"access-control-expose-headers", _EXPOSED)]
+        headers = [
+            (b"access-control-allow-origin", echo),
+            (b"vary", b"Origin"),
+            (b"access-control-expose-headers", _EXPOSED),
+        ]
         if self.credentials:
             headers.append((b"access-control-allow-credentials", b"true"))
         return headers
 
-    async def _preflight(self, scope: Scope, send: Send, ctx: RequestContext, origin: bytes,
-                         allowed: bool) -> None:
+    async def _preflight(self, scope: Scope, send: Send, ctx: RequestContext, origin: bytes, allowed: bool) -> None:
         secured = self._secured(send)
         if not allowed:
-            await send_problem(secured, Forbidden("This origin may not call the API from a browser."),
-                               ctx.request_id)
+            await send_problem(secured, Forbidden("This origin may not call the API from a browser."), ctx.request_id)
             return
         headers = self._cors_headers(origin)
         headers.append((b"access-control-allow-methods", self.allow_methods))

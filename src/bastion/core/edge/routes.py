@@ -26,8 +26,9 @@ class RouteGroup:
     methods: frozenset[str] | None = None
     exact: bool = False
 
-    def __init__(self, path: str, policy: RoutePolicy, methods: Iterable[str] | None = None,
-                 exact: bool = False) -> None:
+    def __init__(
+        self, path: str, policy: RoutePolicy, methods: Iterable[str] | None = None, exact: bool = False
+    ) -> None:
         object.__setattr__(self, "path", path.rstrip("/") or "/")
         object.__setattr__(self, "policy", policy)
         object.__setattr__(self, "methods", frozenset(m.upper() for m in methods) if methods else None)
@@ -41,9 +42,9 @@ class RouteTable:
         self.default = default
         compiled = [(tuple(s for s in group.path.split("/") if s), group) for group in groups]
         # most specific first: more segments, then more literal ones, then method-restricted
-        compiled.sort(key=lambda item: (-len(item[0]),
-                                        -sum(1 for s in item[0] if not s.startswith("{")),
-                                        item[1].methods is None))
+        compiled.sort(
+            key=lambda item: (-len(item[0]), -sum(1 for s in item[0] if not s.startswith("{")), item[1].methods is None)
+        )
         self._groups = compiled
         self._cache: dict[tuple[str, str], RoutePolicy] = {}
 

@@ -22,8 +22,9 @@ UNMATCHED = "<unmatched>"
 
 
 class TelemetryMiddleware:
-    def __init__(self, app: ASGIApp, *, lifecycle: Lifecycle, metrics: HttpMetrics,
-                 slow_request_ms: float = 1000.0) -> None:
+    def __init__(
+        self, app: ASGIApp, *, lifecycle: Lifecycle, metrics: HttpMetrics, slow_request_ms: float = 1000.0
+    ) -> None:
         self.app = app
         self.lifecycle = lifecycle
         self.metrics = metrics
@@ -49,6 +50,16 @@ class TelemetryMiddleware:
         self.metrics.observe(method, route, status, seconds)
         duration_ms = round(seconds * 1000.0, 3)
         principal = ctx.principal.rate_key if ctx.principal is not None else None
-        access_log.emit({"request_id": ctx.request_id, "method": method, "route": route, "status": status,
-                         "duration_ms": duration_ms, "client": ctx.client, "principal": principal,
-                         "bytes": ctx.response_bytes}, slow=duration_ms >= self.slow_ms)
+        access_log.emit(
+            {
+                "request_id": ctx.request_id,
+                "method": method,
+                "route": route,
+                "status": status,
+                "duration_ms": duration_ms,
+                "client": ctx.client,
+                "principal": principal,
+                "bytes": ctx.response_bytes,
+            },
+            slow=duration_ms >= self.slow_ms,
+        )

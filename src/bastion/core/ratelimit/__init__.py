@@ -14,8 +14,16 @@ from bastion.core.ratelimit.memory import MemoryRateLimitBackend
 if TYPE_CHECKING:
     from bastion.core.ratelimit.redis import RedisRateLimitBackend
 
-__all__ = ["Decision", "Limiter", "MemoryRateLimitBackend", "RateLimitBackend", "RedisRateLimitBackend",
-           "StoreUnavailable", "Tier", "Verdict"]
+__all__ = [
+    "Decision",
+    "Limiter",
+    "MemoryRateLimitBackend",
+    "RateLimitBackend",
+    "RedisRateLimitBackend",
+    "StoreUnavailable",
+    "Tier",
+    "Verdict",
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -40,8 +40,16 @@ class Decision:
 
     __slots__ = ("allowed", "banned", "limit", "newly_banned", "remaining", "reset_after", "retry_after")
 
-    def __init__(self, allowed: bool, limit: int, remaining: int, reset_after: float, retry_after: float = 0.0,
-                 banned: bool = False, newly_banned: bool = False) -> None:
+    def __init__(
+        self,
+        allowed: bool,
+        limit: int,
+        remaining: int,
+        reset_after: float,
+        retry_after: float = 0.0,
+        banned: bool = False,
+        newly_banned: bool = False,
+    ) -> None:
         self.allowed = allowed
         self.limit = limit
         self.remaining = remaining
@@ -53,8 +61,10 @@ class Decision:
         self.newly_banned = newly_banned
 
     def __repr__(self) -> str:
-        return (f"Decision(allowed={self.allowed}, remaining={self.remaining}, reset_after={self.reset_after:.3f}, "
-                f"retry_after={self.retry_after:.3f}, banned={self.banned})")
+        return (
+            f"Decision(allowed={self.allowed}, remaining={self.remaining}, reset_after={self.reset_after:.3f}, "
+            f"retry_after={self.retry_after:.3f}, banned={self.banned})"
+        )
 
 
 class RateLimitBackend(Protocol):

@@ -60,11 +60,17 @@ class Limiter:
         self.deny_cache = deny_cache and self.shared
         self.fallback = fallback or MemoryRateLimitBackend()
         self.breaker = breaker or CircuitBreaker(
-            "ratelimit-store", failure_threshold=3, reset_timeout=2.0,
-            is_failure=lambda exc: isinstance(exc, StoreUnavailable))
+            "ratelimit-store",
+            failure_threshold=3,
+            reset_timeout=2.0,
+            is_failure=lambda exc: isinstance(exc, StoreUnavailable),
+        )
         self._denials: dict[tuple[str, str], _Denial] = {}
-        self._counters = {(name, outcome): metrics.ratelimit_decisions.labels(name, outcome)
-                          for name in tiers for outcome in ("allowed", "denied", "banned", "fallback", "closed")}
+        self._counters = {
+            (name, outcome): metrics.ratelimit_decisions.labels(name, outcome)
+            for name in tiers
+            for outcome in ("allowed", "denied", "banned", "fallback", "closed")
+        }
         self._bans = {name: metrics.bans_total.labels(name) for name in tiers}
 
     async def check(self, tier_name: str, key: str) -> Verdict:
@@ -83,8 +89,9 @@ class Limiter:
                     denial.skipped += 1
                     remaining = denial.until - now
                     self._count(tier_name, "banned" if denial.banned else "denied")
-                    return Verdict(tier, Decision(False, tier.limit, 0, remaining, remaining,
-                                                  banned=denial.banned), "cache")
+                    return Verdict(
+                        tier, Decision(False, tier.limit, 0, remaining, remaining, banned=denial.banned), "cache"
+                    )
                 # attempts absorbed while denied still count towards a ban; those while banned do not
                 extra = 0 if denial.banned else denial.skipped
                 del self._denials[slot]

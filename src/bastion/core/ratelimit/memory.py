@@ -43,8 +43,7 @@ class MemoryRateLimitBackend:
         if tier.ban_threshold and count >= tier.ban_threshold:
             self._bans[key] = now + tier.ban_seconds
             del self._attempts[slot]
-            return Decision(False, tier.limit, 0, tier.ban_seconds, tier.ban_seconds, banned=True,
-                            newly_banned=True)
+            return Decision(False, tier.limit, 0, tier.ban_seconds, tier.ban_seconds, banned=True, newly_banned=True)
 
         interval = tier.window / tier.limit
         tat = max(self._tat.get(slot, now), now)

@@ -66,13 +66,17 @@ class CircuitBreaker:
         """Admit a call or raise ``CircuitOpen``."""
         if self.state is State.OPEN:
             if self.clock() - self.opened_at < self.reset_timeout:
-                raise CircuitOpen(f"{self.name} is failing; calls are paused.", retry_after=self.retry_after,
-                                  extra={"upstream": self.name})
+                raise CircuitOpen(
+                    f"{self.name} is failing; calls are paused.",
+                    retry_after=self.retry_after,
+                    extra={"upstream": self.name},
+                )
             self._move(State.HALF_OPEN)
         if self.state is State.HALF_OPEN:
             if self.trials >= self.half_open_max_calls:
-                raise CircuitOpen(f"{self.name} is being probed; try again shortly.", retry_after=1.0,
-                                  extra={"upstream": self.name})
+                raise CircuitOpen(
+                    f"{self.name} is being probed; try again shortly.", retry_after=1.0, extra={"upstream": self.name}
+                )
             self.trials += 1
 
     def record_success(self) -> None:
@@ -103,15 +107,21 @@ class CircuitBreaker:
         metrics.breaker_state.labels(self.name).set(int(state))
         metrics.breaker_transitions.labels(self.name, state.name.lower()).inc()
         level = log.warning if state is State.OPEN else log.info
-        level("circuit state changed", breaker=self.name, previous=previous.name.lower(),
-              state=state.name.lower(), failures=self.failures)
+        level(
+            "circuit state changed",
+            breaker=self.name,
+            previous=previous.name.lower(),
+            state=state.name.lower(),
+            failures=self.failures,
+        )
 
     async def __aenter__(self) -> CircuitBreaker:
         self.before_call()
         return self
 
-    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                        tb: TracebackType | None) -> None:
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         if exc is None:
             self.record_success()
         elif self.is_failure(exc):

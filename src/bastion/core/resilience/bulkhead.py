@@ -32,8 +32,11 @@ class Bulkhead:
     async def __aenter__(self) -> Bulkhead:
         if self._slots.locked():
             if self.waiting >= self.max_waiting:
-                raise BulkheadFull(f"{self.name} is at its limit of {self.max_concurrent} concurrent calls.",
-                                   retry_after=1.0, extra={"upstream": self.name})
+                raise BulkheadFull(
+                    f"{self.name} is at its limit of {self.max_concurrent} concurrent calls.",
+                    retry_after=1.0,
+                    extra={"upstream": self.name},
+                )
             self.waiting += 1
             try:
                 # asyncio.timeout rather than wait_for: on 3.11, wait_for can lose a slot acquired at the
@@ -41,8 +44,11 @@ class Bulkhead:
                 async with asyncio.timeout(self.wait_timeout):
                     await self._slots.acquire()
             except TimeoutError:
-                raise BulkheadFull(f"No free slot for {self.name} within {self.wait_timeout}s.",
-                                   retry_after=1.0, extra={"upstream": self.name}) from None
+                raise BulkheadFull(
+                    f"No free slot for {self.name} within {self.wait_timeout}s.",
+                    retry_after=1.0,
+                    extra={"upstream": self.name},
+                ) from None
             finally:
                 self.waiting -= 1
         else:
@@ -50,7 +56,8 @@ class Bulkhead:
         self.active += 1
         return self
 
-    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                        tb: TracebackType | None) -> None:
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.active -= 1
         self._slots.release()

@@ -26,5 +26,6 @@ def retrying(
     wait_jitter: float = 0.5,
 ) -> Any:
     """stamina's ``retry_context`` with our defaults: few attempts, short waits, a total timeout."""
-    return stamina.retry_context(on=on, attempts=attempts, timeout=timeout, wait_initial=wait_initial,
-                                 wait_max=wait_max, wait_jitter=wait_jitter)
+    return stamina.retry_context(
+        on=on, attempts=attempts, timeout=timeout, wait_initial=wait_initial, wait_max=wait_max, wait_jitter=wait_jitter
+    )

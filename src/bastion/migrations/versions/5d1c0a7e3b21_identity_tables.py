@@ -54,8 +54,12 @@ def upgrade() -> None:
         _when("expires_at"),
         _when("revoked_at", nullable=True),
         sa.Column("revoked_reason", sa.String(length=32), nullable=True),
-        sa.ForeignKeyConstraint(["user_id"], ["identity_users.id"], ondelete="CASCADE",
-                                name=op.f("fk_identity_sessions_user_id_identity_users")),
+        sa.ForeignKeyConstraint(
+            ["user_id"],
+            ["identity_users.id"],
+            ondelete="CASCADE",
+            name=op.f("fk_identity_sessions_user_id_identity_users"),
+        ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_identity_sessions")),
     )
     op.create_index(op.f("ix_identity_sessions_user_id"), "identity_sessions", ["user_id"])
@@ -65,8 +69,12 @@ def upgrade() -> None:
         sa.Column("session_id", sa.String(length=32), nullable=False),
         _when("issued_at"),
         _when("used_at", nullable=True),
-        sa.ForeignKeyConstraint(["session_id"], ["identity_sessions.id"], ondelete="CASCADE",
-                                name=op.f("fk_identity_refresh_tokens_session_id_identity_sessions")),
+        sa.ForeignKeyConstraint(
+            ["session_id"],
+            ["identity_sessions.id"],
+            ondelete="CASCADE",
+            name=op.f("fk_identity_refresh_tokens_session_id_identity_sessions"),
+        ),
         sa.PrimaryKeyConstraint("token_hash", name=op.f("pk_identity_refresh_tokens")),
     )
     op.create_index(op.f("ix_identity_refresh_tokens_session_id"), "identity_refresh_tokens", ["session_id"])
@@ -82,8 +90,12 @@ def upgrade() -> None:
         _when("expires_at", nullable=True),
         _when("last_used_at", nullable=True),
         _when("revoked_at", nullable=True),
-        sa.ForeignKeyConstraint(["user_id"], ["identity_users.id"], ondelete="CASCADE",
-                                name=op.f("fk_identity_api_keys_user_id_identity_users")),
+        sa.ForeignKeyConstraint(
+            ["user_id"],
+            ["identity_users.id"],
+            ondelete="CASCADE",
+            name=op.f("fk_identity_api_keys_user_id_identity_users"),
+        ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_identity_api_keys")),
     )
     op.create_index(op.f("ix_identity_api_keys_user_id"), "identity_api_keys", ["user_id"])
@@ -100,8 +112,12 @@ def upgrade() -> None:
         sa.Column("scope", sa.String(length=512), nullable=True),
         _when("created_at"),
         _when("updated_at"),
-        sa.ForeignKeyConstraint(["user_id"], ["identity_users.id"], ondelete="CASCADE",
-                                name=op.f("fk_identity_oauth_accounts_user_id_identity_users")),
+        sa.ForeignKeyConstraint(
+            ["user_id"],
+            ["identity_users.id"],
+            ondelete="CASCADE",
+            name=op.f("fk_identity_oauth_accounts_user_id_identity_users"),
+        ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_identity_oauth_accounts")),
         sa.UniqueConstraint("provider", "subject", name=op.f("uq_identity_oauth_accounts_provider")),
     )
@@ -116,8 +132,12 @@ def upgrade() -> None:
         _when("expires_at"),
         _when("used_at", nullable=True),
         sa.Column("used_by", sa.String(length=32), nullable=True),
-        sa.ForeignKeyConstraint(["created_by"], ["identity_users.id"], ondelete="SET NULL",
-                                name=op.f("fk_identity_invites_created_by_identity_users")),
+        sa.ForeignKeyConstraint(
+            ["created_by"],
+            ["identity_users.id"],
+            ondelete="SET NULL",
+            name=op.f("fk_identity_invites_created_by_identity_users"),
+        ),
         sa.PrimaryKeyConstraint("token_hash", name=op.f("pk_identity_invites")),
     )
 

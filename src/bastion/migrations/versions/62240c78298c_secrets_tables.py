@@ -47,8 +47,12 @@ def upgrade() -> None:
         sa.Column("kind", sa.String(length=16), nullable=False),
         sa.Column("at_ms", sa.BigInteger(), nullable=False),
         sa.Column("client", sa.String(length=64), nullable=True),
-        sa.ForeignKeyConstraint(["secret_id"], ["secrets_secret.id"],
-                                name=op.f("fk_secrets_event_secret_id_secrets_secret"), ondelete="CASCADE"),
+        sa.ForeignKeyConstraint(
+            ["secret_id"],
+            ["secrets_secret.id"],
+            name=op.f("fk_secrets_event_secret_id_secrets_secret"),
+            ondelete="CASCADE",
+        ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_secrets_event")),
     )
     with op.batch_alter_table("secrets_event") as batch:

@@ -103,8 +103,9 @@ class SecretBackend(Protocol):
     async def metadata(self, secret_id: str, now_ms: int) -> LiveSecret | None:
         """The live secret's metadata (never consumes a view), or None."""
 
-    async def claim(self, secret_id: str, now_ms: int, *, passphrase_checked: bool,
-                    client: str | None) -> Claim | Refusal:
+    async def claim(
+        self, secret_id: str, now_ms: int, *, passphrase_checked: bool, client: str | None
+    ) -> Claim | Refusal:
         """Take one view atomically and record a "viewed" event. Unless ``passphrase_checked``, a secret
         with a passphrase is refused with NEEDS_PASSPHRASE and nothing is consumed."""
 

@@ -57,7 +57,9 @@ end
 
 # KEYS: s, r, l, x, b, t, q.  ARGV: id, now, expires, size, max_total, max_live, ct, views, hash,
 # client_encrypted, receipt, event, keep_until, created.  Returns 1, or -1 full, -2 cap, -3 id taken.
-_CREATE = _LIB + """
+_CREATE = (
+    _LIB
+    + """
 trim(KEYS[4], KEYS[5], KEYS[6], ARGV[2], 200)
 local size = tonumber(ARGV[4])
 if tonumber(redis.call('GET', KEYS[6]) or '0') + size > tonumber(ARGV[5]) then return -1 end
@@ -78,10 +80,13 @@ local last = redis.call('ZRANGE', KEYS[7], -1, -1, 'WITHSCORES')
 redis.call('PEXPIREAT', KEYS[7], last[2])
 return 1
 """
+)
 
 # KEYS: s, l, x, b, t.  ARGV: id, now, event, passphrase_checked.
 # Returns 0 gone, 1 needs the passphrase (nothing consumed), or {ciphertext, views left, client_encrypted}.
-_CLAIM = _LIB + """
+_CLAIM = (
+    _LIB
+    + """
 local h = redis.call('HMGET', KEYS[1], 'v', 'e', 'h', 'ct', 'c')
 if not h[1] then return 0 end
 local v = tonumber(h[1])
@@ -96,15 +101,19 @@ end
 redis.call('RPUSH', KEYS[2], ARGV[3])
 return {h[4], v, h[5]}
 """
+)
 
 # KEYS: s, l, x, b, t.  ARGV: id, now, event.  Returns 1 if the secret was live.
-_BURN = _LIB + """
+_BURN = (
+    _LIB
+    + """
 local e = redis.call('HGET', KEYS[1], 'e')
 if not e or tonumber(e) <= tonumber(ARGV[2]) then return 0 end
 release(KEYS[1], ARGV[1], KEYS[3], KEYS[4], KEYS[5])
 redis.call('RPUSH', KEYS[2], ARGV[3])
 return 1
 """
+)
 
 # KEYS: x, b, t.  ARGV: now, batch.
 _TRIM = _LIB + "return trim(KEYS[1], KEYS[2], KEYS[3], ARGV[1], tonumber(ARGV[2]))"
@@ -155,22 +164,47 @@ class RedisBackend:
 
     async def create(self, secret: NewSecret, limits: Limits) -> None:
         b = self.base
-        receipt = _Receipt(secret.created_at_ms, secret.expires_at_ms, secret.max_views, secret.owner_id,
-                           secret.delete_token_hash, secret.client_encrypted, secret.passphrase_hash is not None)
+        receipt = _Receipt(
+            secret.created_at_ms,
+            secret.expires_at_ms,
+            secret.max_views,
+            secret.owner_id,
+            secret.delete_token_hash,
+            secret.client_encrypted,
+            secret.passphrase_hash is not None,
+        )
         keep_until = secret.expires_at_ms + self.retention_ms
-        keys = [b + "s:" + secret.id, b + "r:" + secret.id, b + "l:" + secret.id, *self._accounting,
-                b + "q:" + secret.quota_key]
-        args: list[bytes | str | int] = [secret.id, secret.created_at_ms, secret.expires_at_ms, len(secret.ciphertext),
-                           limits.max_total_bytes, limits.max_live, secret.ciphertext, secret.max_views,
-                           secret.passphrase_hash or "", "1" if secret.client_encrypted else "0", _encode(receipt),
-                           _event("created", secret.created_at_ms, secret.creator_client), keep_until,
-                           secret.created_at_ms]
+        keys = [
+            b + "s:" + secret.id,
+            b + "r:" + secret.id,
+            b + "l:" + secret.id,
+            *self._accounting,
+            b + "q:" + secret.quota_key,
+        ]
+        args: list[bytes | str | int] = [
+            secret.id,
+            secret.created_at_ms,
+            secret.expires_at_ms,
+            len(secret.ciphertext),
+            limits.max_total_bytes,
+            limits.max_live,
+            secret.ciphertext,
+            secret.max_views,
+            secret.passphrase_hash or "",
+            "1" if secret.client_encrypted else "0",
+            _encode(receipt),
+            _event("created", secret.created_at_ms, secret.creator_client),
+            keep_until,
+            secret.created_at_ms,
+        ]
         result = int(await self._call(lambda: self._create(keys=keys, args=args)))
         if result == -1:
             raise StorageFull("Secret storage is full; try again later.", retry_after=60)
         if result == -2:
-            raise LiveLimitReached(f"At most {limits.max_live} live secrets at a time; burn or let some "
-                                   "expire first.", extra={"limit": limits.max_live})
+            raise LiveLimitReached(
+                f"At most {limits.max_live} live secrets at a time; burn or let some expire first.",
+                extra={"limit": limits.max_live},
+            )
         if result != 1:
             raise RuntimeError("secret id already in use")  # 128 random bits: not expected to happen
 
@@ -178,14 +212,20 @@ class RedisBackend:
         found = await self._call(lambda: self.client.hmget(self.base + "s:" + secret_id, _FIELDS))
         return _live(secret_id, found, now_ms)
 
-    async def claim(self, secret_id: str, now_ms: int, *, passphrase_checked: bool,
-                    client: str | None) -> Claim | Refusal:
-        args: list[bytes | str | int] = [secret_id, now_ms, _event("viewed", now_ms, client),
-                                         "1" if passphrase_checked else "0"]
+    async def claim(
+        self, secret_id: str, now_ms: int, *, passphrase_checked: bool, client: str | None
+    ) -> Claim | Refusal:
+        args: list[bytes | str | int] = [
+            secret_id,
+            now_ms,
+            _event("viewed", now_ms, client),
+            "1" if passphrase_checked else "0",
+        ]
         result = await self._call(lambda: self._claim(keys=self._keys(secret_id), args=args))
         if isinstance(result, list):
-            return Claim(ciphertext=bytes(result[0]), views_remaining=int(result[1]),
-                         client_encrypted=result[2] == b"1")
+            return Claim(
+                ciphertext=bytes(result[0]), views_remaining=int(result[1]), client_encrypted=result[2] == b"1"
+            )
         return Refusal.NEEDS_PASSPHRASE if int(result) == 1 else Refusal.GONE
 
     async def burn(self, secret_id: str, now_ms: int, *, client: str | None) -> bool:
@@ -204,10 +244,17 @@ class RedisBackend:
         if raw is None:
             return None
         r = _decode_receipt(raw)
-        return Receipt(id=secret_id, created_at_ms=r.created_at_ms, expires_at_ms=r.expires_at_ms,
-                       max_views=r.max_views, owner_id=r.owner_id, delete_token_hash=r.delete_token_hash,
-                       client_encrypted=r.client_encrypted, requires_passphrase=r.requires_passphrase,
-                       events=[Event(*_decode_event(e)) for e in events])
+        return Receipt(
+            id=secret_id,
+            created_at_ms=r.created_at_ms,
+            expires_at_ms=r.expires_at_ms,
+            max_views=r.max_views,
+            owner_id=r.owner_id,
+            delete_token_hash=r.delete_token_hash,
+            client_encrypted=r.client_encrypted,
+            requires_passphrase=r.requires_passphrase,
+            events=[Event(*_decode_event(e)) for e in events],
+        )
 
     async def owned(self, owner_quota_key: str, now_ms: int, limit: int) -> list[LiveSecret]:
         index = self.base + "q:" + owner_quota_key
@@ -247,6 +294,12 @@ def _live(secret_id: str, found: list[Any], now_ms: int) -> LiveSecret | None:
     views, expires, created, max_views, client_encrypted, passphrase = found
     if views is None or int(views) <= 0 or int(expires) <= now_ms:
         return None
-    return LiveSecret(id=secret_id, created_at_ms=int(created), expires_at_ms=int(expires), views_remaining=int(views),
-                      max_views=int(max_views), client_encrypted=client_encrypted == b"1",
-                      passphrase_hash=passphrase.decode() if passphrase else None)
+    return LiveSecret(
+        id=secret_id,
+        created_at_ms=int(created),
+        expires_at_ms=int(expires),
+        views_remaining=int(views),
+        max_views=int(max_views),
+        client_encrypted=client_encrypted == b"1",
+        passphrase_hash=passphrase.decode() if passphrase else None,
+    )

@@ -42,15 +42,29 @@ _S = SECRETS.c
 _ID, _NOW = bindparam("secret_id", type_=String), bindparam("now", type_=BigInteger)
 _CLIENT = bindparam("client", type_=String)
 _LIVE = (_S.id == _ID, _S.views_remaining > 0, _S.expires_at_ms > _NOW, _S.ciphertext.is_not(None))
-_META = (_S.id, _S.created_at_ms, _S.expires_at_ms, _S.views_remaining, _S.max_views, _S.client_encrypted,
-         _S.passphrase_hash)
+_META = (
+    _S.id,
+    _S.created_at_ms,
+    _S.expires_at_ms,
+    _S.views_remaining,
+    _S.max_views,
+    _S.client_encrypted,
+    _S.passphrase_hash,
+)
 _SIZE = bindparam("size", type_=BigInteger)
-RESERVE = (update(USAGE).where(USAGE.c.id == 1, USAGE.c.bytes + _SIZE <= bindparam("cap", type_=BigInteger))
-           .values(bytes=USAGE.c.bytes + _SIZE).returning(USAGE.c.bytes))
+RESERVE = (
+    update(USAGE)
+    .where(USAGE.c.id == 1, USAGE.c.bytes + _SIZE <= bindparam("cap", type_=BigInteger))
+    .values(bytes=USAGE.c.bytes + _SIZE)
+    .returning(USAGE.c.bytes)
+)
 # Counting stops at the cap: a creator's check costs at most ``cap`` index entries, however many they hold.
 COUNT_LIVE = select(func.count()).select_from(
-    select(_S.id).where(_S.quota_key == bindparam("quota"), _S.expires_at_ms > _NOW, _S.ciphertext.is_not(None))
-    .limit(bindparam("cap", type_=BigInteger)).subquery())
+    select(_S.id)
+    .where(_S.quota_key == bindparam("quota"), _S.expires_at_ms > _NOW, _S.ciphertext.is_not(None))
+    .limit(bindparam("cap", type_=BigInteger))
+    .subquery()
+)
 INSERT_SECRET = insert(SECRETS)
 INSERT_EVENT = insert(EVENTS)
 METADATA = select(*_META).where(*_LIVE)
@@ -62,8 +76,12 @@ BURN = update(SECRETS).where(*_LIVE).values(ciphertext=None, burned_at_ms=_NOW).
 def _claim(*, passphrase_checked: bool) -> Executable:
     """Take one view (SQLite): the conditional decrement; the caller's transaction does the rest."""
     condition = _LIVE if passphrase_checked else (*_LIVE, _S.passphrase_hash.is_(None))
-    return (update(SECRETS).where(*condition).values(views_remaining=_S.views_remaining - 1)
-            .returning(_S.id, _S.ciphertext, _S.views_remaining, _S.client_encrypted))
+    return (
+        update(SECRETS)
+        .where(*condition)
+        .values(views_remaining=_S.views_remaining - 1)
+        .returning(_S.id, _S.ciphertext, _S.views_remaining, _S.client_encrypted)
+    )
 
 
 # PostgreSQL does the whole claim in one statement, run outside an explicit transaction (one round trip
@@ -131,8 +149,13 @@ def _pg_connection_errors() -> tuple[type[BaseException], ...]:
     and the circuit breaker counts as an outage, as on SQLAlchemy's own path."""
     import asyncpg  # type: ignore[import-untyped]
 
-    return (OSError, TimeoutError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError,
-            asyncpg.exceptions.OperatorInterventionError)
+    return (
+        OSError,
+        TimeoutError,
+        asyncpg.InterfaceError,
+        asyncpg.PostgresConnectionError,
+        asyncpg.exceptions.OperatorInterventionError,
+    )
 
 
 async def _refusal(conn: AsyncConnection, params: dict[str, Any], passphrase_checked: bool) -> Refusal:
@@ -143,9 +166,15 @@ async def _refusal(conn: AsyncConnection, params: dict[str, Any], passphrase_che
 
 
 def _meta(row: Any) -> LiveSecret:
-    return LiveSecret(id=row.id, created_at_ms=row.created_at_ms, expires_at_ms=row.expires_at_ms,
-                      views_remaining=row.views_remaining, max_views=row.max_views,
-                      client_encrypted=bool(row.client_encrypted), passphrase_hash=row.passphrase_hash)
+    return LiveSecret(
+        id=row.id,
+        created_at_ms=row.created_at_ms,
+        expires_at_ms=row.expires_at_ms,
+        views_remaining=row.views_remaining,
+        max_views=row.max_views,
+        client_encrypted=bool(row.client_encrypted),
+        passphrase_hash=row.passphrase_hash,
+    )
 
 
 class SqlBackend:
@@ -168,20 +197,41 @@ class SqlBackend:
             await self._pg_create(secret, limits, size)
             return
         async with self.db.begin() as conn:  # SQLite: its one writer serialises creates
-            live = await conn.scalar(COUNT_LIVE, {"quota": secret.quota_key, "now": secret.created_at_ms,
-                                                  "cap": limits.max_live})
+            live = await conn.scalar(
+                COUNT_LIVE, {"quota": secret.quota_key, "now": secret.created_at_ms, "cap": limits.max_live}
+            )
             if (live or 0) >= limits.max_live:
-                raise LiveLimitReached(f"At most {limits.max_live} live secrets at a time; burn or let some "
-                                       "expire first.", extra={"limit": limits.max_live})
-            await conn.execute(INSERT_SECRET, {
-                "id": secret.id, "ciphertext": secret.ciphertext, "size_bytes": size,
-                "client_encrypted": secret.client_encrypted, "passphrase_hash": secret.passphrase_hash,
-                "views_remaining": secret.max_views, "max_views": secret.max_views,
-                "created_at_ms": secret.created_at_ms, "expires_at_ms": secret.expires_at_ms,
-                "burned_at_ms": None, "owner_id": secret.owner_id, "quota_key": secret.quota_key,
-                "delete_token_hash": secret.delete_token_hash})
-            await conn.execute(INSERT_EVENT, {"secret_id": secret.id, "kind": "created",
-                                              "at_ms": secret.created_at_ms, "client": secret.creator_client})
+                raise LiveLimitReached(
+                    f"At most {limits.max_live} live secrets at a time; burn or let some expire first.",
+                    extra={"limit": limits.max_live},
+                )
+            await conn.execute(
+                INSERT_SECRET,
+                {
+                    "id": secret.id,
+                    "ciphertext": secret.ciphertext,
+                    "size_bytes": size,
+                    "client_encrypted": secret.client_encrypted,
+                    "passphrase_hash": secret.passphrase_hash,
+                    "views_remaining": secret.max_views,
+                    "max_views": secret.max_views,
+                    "created_at_ms": secret.created_at_ms,
+                    "expires_at_ms": secret.expires_at_ms,
+                    "burned_at_ms": None,
+                    "owner_id": secret.owner_id,
+                    "quota_key": secret.quota_key,
+                    "delete_token_hash": secret.delete_token_hash,
+                },
+            )
+            await conn.execute(
+                INSERT_EVENT,
+                {
+                    "secret_id": secret.id,
+                    "kind": "created",
+                    "at_ms": secret.created_at_ms,
+                    "client": secret.creator_client,
+                },
+            )
             # last: the usage row stays locked from here to the commit only
             reserved = await conn.execute(RESERVE, {"size": size, "cap": limits.max_total_bytes})
             if reserved.first() is None:
@@ -193,12 +243,27 @@ class SqlBackend:
             # one client's creates queue here, others do not (colliding hashes only share a queue)
             await conn.execute(_PG_QUOTA_LOCK, secret.quota_key)
             row = await conn.fetchrow(
-                _PG_CREATE, secret.quota_key, secret.created_at_ms, limits.max_live, size, limits.max_total_bytes,
-                secret.id, secret.ciphertext, secret.client_encrypted, secret.passphrase_hash, secret.max_views,
-                secret.expires_at_ms, secret.owner_id, secret.delete_token_hash, secret.creator_client)
+                _PG_CREATE,
+                secret.quota_key,
+                secret.created_at_ms,
+                limits.max_live,
+                size,
+                limits.max_total_bytes,
+                secret.id,
+                secret.ciphertext,
+                secret.client_encrypted,
+                secret.passphrase_hash,
+                secret.max_views,
+                secret.expires_at_ms,
+                secret.owner_id,
+                secret.delete_token_hash,
+                secret.creator_client,
+            )
         if row["live"] >= limits.max_live:
-            raise LiveLimitReached(f"At most {limits.max_live} live secrets at a time; burn or let some "
-                                   "expire first.", extra={"limit": limits.max_live})
+            raise LiveLimitReached(
+                f"At most {limits.max_live} live secrets at a time; burn or let some expire first.",
+                extra={"limit": limits.max_live},
+            )
         if not row["reserved"]:
             raise StorageFull("Secret storage is full; try again later.", retry_after=60)
 
@@ -207,8 +272,9 @@ class SqlBackend:
             row = (await conn.execute(METADATA, {"secret_id": secret_id, "now": now_ms})).first()
         return None if row is None else _meta(row)
 
-    async def claim(self, secret_id: str, now_ms: int, *, passphrase_checked: bool,
-                    client: str | None) -> Claim | Refusal:
+    async def claim(
+        self, secret_id: str, now_ms: int, *, passphrase_checked: bool, client: str | None
+    ) -> Claim | Refusal:
         params = {"secret_id": secret_id, "now": now_ms, "client": client}
         if self.postgres:
             row = await self._pg_claim(self._pg_claims[passphrase_checked], secret_id, now_ms, client)
@@ -222,8 +288,9 @@ class SqlBackend:
                     return await _refusal(conn, params, passphrase_checked)
                 if row.views_remaining == 0:
                     await conn.execute(DROP_CIPHERTEXT, params)
-                await conn.execute(INSERT_EVENT, {"secret_id": secret_id, "kind": "viewed", "at_ms": now_ms,
-                                                  "client": client})
+                await conn.execute(
+                    INSERT_EVENT, {"secret_id": secret_id, "kind": "viewed", "at_ms": now_ms, "client": client}
+                )
         # (id, ciphertext, views_remaining, client_encrypted): an asyncpg Record or a SQLAlchemy Row
         return Claim(ciphertext=row[1], views_remaining=row[2], client_encrypted=bool(row[3]))
 
@@ -251,50 +318,87 @@ class SqlBackend:
         async with self.db.begin() as conn:
             if (await conn.execute(BURN, {"secret_id": secret_id, "now": now_ms})).first() is None:
                 return False
-            await conn.execute(INSERT_EVENT, {"secret_id": secret_id, "kind": "burned", "at_ms": now_ms,
-                                              "client": client})
+            await conn.execute(
+                INSERT_EVENT, {"secret_id": secret_id, "kind": "burned", "at_ms": now_ms, "client": client}
+            )
         return True
 
     async def receipt(self, secret_id: str) -> Receipt | None:
         async with self.db.engine.connect() as conn:
-            row = (await conn.execute(
-                select(_S.id, _S.created_at_ms, _S.expires_at_ms, _S.max_views, _S.owner_id, _S.delete_token_hash,
-                       _S.client_encrypted, _S.passphrase_hash.is_not(None).label("protected"))
-                .where(_S.id == secret_id))).first()
+            row = (
+                await conn.execute(
+                    select(
+                        _S.id,
+                        _S.created_at_ms,
+                        _S.expires_at_ms,
+                        _S.max_views,
+                        _S.owner_id,
+                        _S.delete_token_hash,
+                        _S.client_encrypted,
+                        _S.passphrase_hash.is_not(None).label("protected"),
+                    ).where(_S.id == secret_id)
+                )
+            ).first()
             if row is None:
                 return None
-            events = (await conn.execute(
-                select(EVENTS.c.kind, EVENTS.c.at_ms, EVENTS.c.client)
-                .where(EVENTS.c.secret_id == secret_id).order_by(EVENTS.c.id))).all()
-        return Receipt(id=row.id, created_at_ms=row.created_at_ms, expires_at_ms=row.expires_at_ms,
-                       max_views=row.max_views, owner_id=row.owner_id, delete_token_hash=bytes(row.delete_token_hash),
-                       client_encrypted=bool(row.client_encrypted), requires_passphrase=bool(row.protected),
-                       events=[Event(e.kind, e.at_ms, e.client) for e in events])
+            events = (
+                await conn.execute(
+                    select(EVENTS.c.kind, EVENTS.c.at_ms, EVENTS.c.client)
+                    .where(EVENTS.c.secret_id == secret_id)
+                    .order_by(EVENTS.c.id)
+                )
+            ).all()
+        return Receipt(
+            id=row.id,
+            created_at_ms=row.created_at_ms,
+            expires_at_ms=row.expires_at_ms,
+            max_views=row.max_views,
+            owner_id=row.owner_id,
+            delete_token_hash=bytes(row.delete_token_hash),
+            client_encrypted=bool(row.client_encrypted),
+            requires_passphrase=bool(row.protected),
+            events=[Event(e.kind, e.at_ms, e.client) for e in events],
+        )
 
     async def owned(self, owner_quota_key: str, now_ms: int, limit: int) -> list[LiveSecret]:
         async with self.db.engine.connect() as conn:
-            rows = (await conn.execute(
-                select(*_META).where(_S.quota_key == owner_quota_key, _S.expires_at_ms > now_ms,
-                                     _S.views_remaining > 0, _S.ciphertext.is_not(None))
-                .order_by(_S.created_at_ms.desc()).limit(limit))).all()
+            rows = (
+                await conn.execute(
+                    select(*_META)
+                    .where(
+                        _S.quota_key == owner_quota_key,
+                        _S.expires_at_ms > now_ms,
+                        _S.views_remaining > 0,
+                        _S.ciphertext.is_not(None),
+                    )
+                    .order_by(_S.created_at_ms.desc())
+                    .limit(limit)
+                )
+            ).all()
         return [_meta(row) for row in rows]
 
     async def purge(self, now_ms: int, retention_ms: int) -> int:
         async with self.db.begin() as conn:
-            dropped = (await conn.execute(
-                update(SECRETS).where(_S.expires_at_ms <= now_ms, _S.ciphertext.is_not(None))
-                .values(ciphertext=None))).rowcount
+            dropped = (
+                await conn.execute(
+                    update(SECRETS)
+                    .where(_S.expires_at_ms <= now_ms, _S.ciphertext.is_not(None))
+                    .values(ciphertext=None)
+                )
+            ).rowcount
         cutoff = now_ms - retention_ms
         async with self.db.begin() as conn:
-            await conn.execute(delete(EVENTS).where(
-                EVENTS.c.secret_id.in_(select(_S.id).where(_S.expires_at_ms <= cutoff))))
+            await conn.execute(
+                delete(EVENTS).where(EVENTS.c.secret_id.in_(select(_S.id).where(_S.expires_at_ms <= cutoff)))
+            )
             await conn.execute(delete(SECRETS).where(_S.expires_at_ms <= cutoff))
         async with self.db.begin() as conn:
             # Lock the usage row first (a no-op write), so that the sum read next sees every create that
             # reserved bytes before us and none can slip in between the sum and the write.
             await conn.execute(update(USAGE).where(USAGE.c.id == 1).values(bytes=USAGE.c.bytes))
-            total = await conn.scalar(select(func.coalesce(func.sum(_S.size_bytes), 0))
-                                      .where(_S.ciphertext.is_not(None)))
+            total = await conn.scalar(
+                select(func.coalesce(func.sum(_S.size_bytes), 0)).where(_S.ciphertext.is_not(None))
+            )
             await conn.execute(update(USAGE).where(USAGE.c.id == 1).values(bytes=int(total or 0)))
         return int(dropped or 0)
 
