@@ -28,8 +28,9 @@ for _name in [n for n in os.environ if n.startswith("BASTION_") and not n.starts
     del os.environ[_name]
 os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
 
-from bastion.app import Bastion, ModuleBuilder, create_app  # noqa: E402
+from bastion.app import Bastion, create_app  # noqa: E402
 from bastion.core import logging as core_logging  # noqa: E402
+from bastion.core.module import Module  # noqa: E402
 from bastion.settings import Settings  # noqa: E402
 
 CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
@@ -148,7 +149,7 @@ def make_app(make_settings: Callable[..., Settings]) -> Callable[..., Bastion]:
     from tests.support import routes_module
 
     def build(
-        settings: Settings | None = None, extra: tuple[ModuleBuilder, ...] = (routes_module,), **overrides: Any
+        settings: Settings | None = None, extra: tuple[Module[Any], ...] = (routes_module,), **overrides: Any
     ) -> Bastion:
         return create_app(settings or make_settings(**overrides), extra_modules=extra)
 

@@ -18,11 +18,10 @@ from bastion.core.edge.asgi import RoutePolicy
 from bastion.core.edge.routes import RouteGroup
 from bastion.core.errors import Conflict
 from bastion.core.idempotency import IdempotencyMiddleware
-from bastion.core.module import ModuleParts
+from bastion.core.module import Module, ModuleParts
 from bastion.core.platform import Platform
 from bastion.core.principal import Principal
 from bastion.core.streaming import sse, until_shutdown
-from bastion.settings import Settings
 
 
 class Echo(msgspec.Struct):
@@ -110,9 +109,8 @@ async def event_loop() -> dict[str, str]:
     return {"loop": f"{type(loop).__module__}.{type(loop).__name__}"}
 
 
-def routes_module(_platform: Platform, _settings: Settings) -> ModuleParts:
+def _routes(_ctx: object) -> ModuleParts:
     return ModuleParts(
-        name="test",
         route_handlers=[
             slow,
             echo,
@@ -147,5 +145,5 @@ class HeaderResolver:
         return None
 
 
-def principal_module(_platform: Platform, _settings: Settings) -> ModuleParts:
-    return ModuleParts(name="test-principals", principal_resolver=HeaderResolver())
+routes_module = Module(name="test", build=_routes)
+principal_module = Module(name="test-principals", build=lambda _ctx: ModuleParts(principal_resolver=HeaderResolver()))

@@ -67,3 +67,15 @@ def test_write_transactions_begin_through_the_database():
             ):
                 offenders.append(f"{path.relative_to(SRC)}:{node.lineno}")
     assert offenders == []
+
+
+def test_the_cli_loads_no_metrics_web_or_sql_library():
+    """``bastion`` (which reads every module's descriptor) imports neither prometheus_client, which must be
+    loaded only after ``serve`` has set PROMETHEUS_MULTIPROC_DIR for its workers, nor Litestar or SQLAlchemy."""
+    import subprocess
+    import sys
+
+    heavy = "('prometheus_client', 'litestar', 'sqlalchemy')"
+    probe = f"import sys, bastion.cli; print(sorted(m for m in {heavy} if m in sys.modules))"
+    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.strip()
+    assert loaded == "[]"

@@ -7,7 +7,7 @@ from litestar import get, post
 from litestar.params import JSONBody
 
 from bastion.app import create_app
-from bastion.core.module import ModuleParts
+from bastion.core.module import Module, ModuleParts
 
 
 @get("/hello", sync_to_thread=False)
@@ -36,11 +36,11 @@ async def chat(data: JSONBody[Chat]) -> Out:
     return Out(id="x", content=data.messages[-1].content)
 
 
-def _bench(_platform: object, _settings: object) -> ModuleParts:
-    return ModuleParts("bench", route_handlers=[hello, chat])
+def _bench(_ctx: object) -> ModuleParts:
+    return ModuleParts(route_handlers=[hello, chat])
 
 
-app = create_app(extra_modules=[_bench])
+app = create_app(extra_modules=[Module(name="bench", build=_bench)])
 
 
 def create() -> object:

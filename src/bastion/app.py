@@ -1,7 +1,8 @@
 """``create_app(settings)``: the one place that wires the core and the modules into an ASGI app.
 
-    app = create_app()                 # settings from the environment
+    app = create_app()                                   # settings from the environment, bastion.modules.MODULES
     app = create_app(Settings(env="production", ...))
+    app = create_app(settings, extra_modules=[NOTES])    # Bastion and a module of your own (a ``Module``)
 
 The result is the Litestar app wrapped in the edge, outermost first: context → telemetry → headers →
 guards → admission → error boundary → Litestar. ``app.platform`` and ``app.litestar`` give tests and
@@ -12,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import weakref
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, cast
 
@@ -23,7 +24,6 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin
 
 from bastion import __version__
-from bastion.ai import module as ai_module
 from bastion.core import logging as core_logging
 from bastion.core.edge.admission import AdmissionMiddleware
 from bastion.core.edge.asgi import ASGIApp, Receive, RequestContext, RoutePolicy, Scope, Send
@@ -33,34 +33,26 @@ from bastion.core.edge.guards import GuardsMiddleware
 from bastion.core.edge.headers import HeadersMiddleware
 from bastion.core.edge.routes import RouteGroup, RouteTable
 from bastion.core.edge.telemetry import TelemetryMiddleware
-from bastion.core.module import ModuleParts
+from bastion.core.module import Module, ModuleContext, ModuleParts, check_config, tier_rates
 from bastion.core.ops import OPS_ROUTE_GROUPS, ops_router
 from bastion.core.platform import Platform
 from bastion.core.principal import Principal, PrincipalResolver
 from bastion.core.problems import exception_handler
-from bastion.identity import module as identity_module
-from bastion.secrets import module as secrets_module
+from bastion.modules import MODULES
 from bastion.settings import Settings
-from bastion.spark import module as spark_module
-from bastion.web import module as web_module
 
-ModuleBuilder = Callable[[Platform, Settings], ModuleParts]
 _log = core_logging.get_logger("bastion.app")
 _instances: weakref.WeakSet[Bastion] = weakref.WeakSet()
-
-
-def modules() -> list[ModuleBuilder]:
-    """The modules this build serves, in the order their routes are registered."""
-    return [identity_module.build, secrets_module.build, ai_module.build, spark_module.build, web_module.build]
 
 
 class Bastion:
     """The ASGI application: the edge around Litestar, with handles on its parts."""
 
-    def __init__(self, asgi: Any, litestar: Litestar, platform: Platform) -> None:
+    def __init__(self, asgi: Any, litestar: Litestar, platform: Platform, route_groups: Sequence[RouteGroup]) -> None:
         self._asgi = asgi
         self.litestar = litestar
         self.platform = platform
+        self.route_groups = route_groups
         self.settings = platform.settings
         _instances.add(self)
 
@@ -74,18 +66,26 @@ def begin_drain_all() -> None:
         app.platform.lifecycle.begin_drain()
 
 
-def create_app(settings: Settings | None = None, *, extra_modules: Sequence[ModuleBuilder] = ()) -> Bastion:
+def create_app(
+    settings: Settings | None = None,
+    *,
+    modules: Sequence[Module[Settings]] | None = None,
+    extra_modules: Sequence[Module[Any]] = (),
+) -> Bastion:
+    """The app of ``modules`` (by default :data:`bastion.modules.MODULES`) plus ``extra_modules``, in order."""
     settings = settings or Settings()
+    listed: list[Module[Any]] = [*(MODULES if modules is None else modules), *extra_modules]
     core_logging.configure(level=settings.log_level, json=settings.json_logs)
-    for problem in settings.problems():
+    problems = check_config(settings, listed)
+    for problem in problems:
         (_log.error if problem.severity == "error" else _log.warning)(
             "configuration problem", setting=problem.setting, problem=problem.message
         )
-    if settings.is_production and any(p.severity == "error" for p in settings.problems()):
+    if settings.is_production and any(p.severity == "error" for p in problems):
         raise SystemExit("refusing to start in production with unsafe configuration; run `bastion check-config`")
 
-    platform = Platform.build(settings, version=__version__)
-    parts = [build(platform, settings) for build in [*modules(), *extra_modules]]
+    platform = Platform.build(settings, version=__version__, tiers=tier_rates(settings, listed))
+    parts = _build_modules(platform, settings, listed)
 
     resolvers = [p.principal_resolver for p in parts if p.principal_resolver is not None]
     resolver: PrincipalResolver | None = (
@@ -94,6 +94,8 @@ def create_app(settings: Settings | None = None, *, extra_modules: Sequence[Modu
     for part in parts:
         for check in part.health_checks:
             platform.health.add(check)
+        for name, closer in part.on_close:
+            platform.lifecycle.on_close(name, closer)
 
     litestar = Litestar(
         route_handlers=[ops_router, *(h for p in parts for h in p.route_handlers)],
@@ -102,7 +104,7 @@ def create_app(settings: Settings | None = None, *, extra_modules: Sequence[Modu
             "platform": Provide(lambda: platform, use_cache=True, sync_to_thread=False),
             **{k: v for p in parts for k, v in p.dependencies.items()},
         },
-        lifespan=[_lifespan(platform, settings, parts)],
+        lifespan=[_lifespan(platform, settings, listed, parts)],
         state=State({"platform": platform}),
         openapi_config=OpenAPIConfig(
             title="Bastion", version=__version__, path="/schema", render_plugins=[JsonRenderPlugin()]
@@ -113,6 +115,9 @@ def create_app(settings: Settings | None = None, *, extra_modules: Sequence[Modu
     )
 
     groups: list[RouteGroup] = [*OPS_ROUTE_GROUPS, *(g for p in parts for g in p.route_groups)]
+    unknown = sorted({g.policy.tier for g in groups if g.policy.tier is not None} - set(platform.limiter.tiers))
+    if unknown:
+        raise ValueError(f"route groups use undeclared rate-limit tiers {unknown}; declare them in Module.tiers")
     default = RoutePolicy(tier="general", max_body_bytes=settings.max_body_bytes)
     asgi: Any = ErrorBoundaryMiddleware(cast("ASGIApp", litestar), production=settings.is_production)
     asgi = AdmissionMiddleware(
@@ -138,7 +143,23 @@ def create_app(settings: Settings | None = None, *, extra_modules: Sequence[Modu
         asgi, lifecycle=platform.lifecycle, metrics=platform.http_metrics, slow_request_ms=settings.slow_request_ms
     )
     asgi = ContextMiddleware(asgi, trusted_proxies=settings.trusted_proxies)
-    return Bastion(asgi, litestar, platform)
+    return Bastion(asgi, litestar, platform, groups)
+
+
+def _build_modules(platform: Platform, settings: Settings, modules: Sequence[Module[Any]]) -> list[ModuleParts]:
+    """Each module's parts, in order; the services a module provides are offered to those after it."""
+    names = [m.name for m in modules]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise ValueError(f"modules listed twice: {twice}")
+    provided: dict[type, object] = {}
+    parts = []
+    for module in modules:
+        part = module.build(ModuleContext(platform, settings, provided, module.name))
+        for service in part.provides:
+            provided[type(service)] = service
+        parts.append(part)
+    return parts
 
 
 def _first_of(resolvers: list[PrincipalResolver]) -> PrincipalResolver:
@@ -154,13 +175,13 @@ def _first_of(resolvers: list[PrincipalResolver]) -> PrincipalResolver:
     return resolve
 
 
-def _lifespan(platform: Platform, settings: Settings, parts: list[ModuleParts]) -> Any:
+def _lifespan(platform: Platform, settings: Settings, modules: Sequence[Module[Any]], parts: list[ModuleParts]) -> Any:
     @asynccontextmanager
     async def lifespan(_app: Litestar) -> AsyncIterator[None]:
         if settings.migrates_on_start:
             from bastion import migrate  # Alembic costs ~12 MB: loaded only where migrations run
 
-            await asyncio.to_thread(migrate.upgrade, settings)
+            await asyncio.to_thread(migrate.upgrade, settings, modules)
         for part in parts:
             for hook in part.on_startup:
                 await hook()

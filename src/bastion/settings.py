@@ -1,9 +1,14 @@
-"""The root settings: the core's, plus one field per module (``BASTION_<MODULE>__<FIELD>``)."""
+"""The root settings: the core's, plus one field per module (``BASTION_<MODULE>__<FIELD>``).
+
+Each module listed in :mod:`bastion.modules` has its field here, named as the module and typed with its
+descriptor's ``settings`` (``tests/test_architecture.py`` checks both). Configuration problems of the whole
+are :func:`bastion.core.module.check_config` of these settings and the list.
+"""
 
 from __future__ import annotations
 
 from bastion.ai.settings import AiSettings
-from bastion.core.settings import CoreSettings, Problem
+from bastion.core.settings import CoreSettings
 from bastion.identity.settings import IdentitySettings
 from bastion.secrets.settings import SecretsSettings
 from bastion.spark.settings import SparkSettings
@@ -18,6 +23,3 @@ class Settings(CoreSettings):
     ai: AiSettings = AiSettings()
     spark: SparkSettings = SparkSettings()
     web: WebSettings = WebSettings()
-
-    def problems(self) -> list[Problem]:
-        return [*super().problems(), *self.identity.problems(self.is_production)]

@@ -7,7 +7,7 @@ from typing import Any, cast
 from litestar import Request, get
 
 from bastion.core.errors import Forbidden
-from bastion.core.module import ModuleParts
+from bastion.core.module import Module, ModuleParts
 from bastion.core.principal import Principal, refuse, require_principal
 from tests.conftest import serve
 from tests.support import routes_module
@@ -29,8 +29,10 @@ async def guarded(request: Request[Any, Any, Any]) -> dict[str, str]:
     return {"id": require_principal(cast("Any", request.scope)).id}
 
 
-def refusing_module(_platform: Any, _settings: Any) -> ModuleParts:
-    return ModuleParts(name="refusing", route_handlers=[guarded], principal_resolver=RefusingResolver())
+refusing_module = Module(
+    name="refusing",
+    build=lambda _ctx: ModuleParts(route_handlers=[guarded], principal_resolver=RefusingResolver()),
+)
 
 
 async def test_a_refused_credential_gets_the_resolvers_error(make_app):

@@ -7,7 +7,7 @@ from litestar.params import FromPath
 
 from bastion.core.edge.asgi import RoutePolicy
 from bastion.core.edge.routes import RouteGroup
-from bastion.core.module import ModuleParts
+from bastion.core.module import Module, ModuleParts
 from tests.conftest import serve
 
 
@@ -21,12 +21,14 @@ def short_path(rest: FromPath[str]) -> dict[str, int]:
     return {"length": len(rest)}
 
 
-def _module(_platform: object, _settings: object) -> ModuleParts:
+def _parts(_ctx: object) -> ModuleParts:
     return ModuleParts(
-        name="url-limits",
         route_handlers=[long_path, short_path],
         route_groups=[RouteGroup("/long", RoutePolicy(max_url_length=8192))],
     )
+
+
+_module = Module(name="url-limits", build=_parts)
 
 
 async def test_route_group_may_raise_its_url_limit(make_app):

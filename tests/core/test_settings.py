@@ -6,7 +6,9 @@ import pytest
 from pydantic import ValidationError
 
 from bastion.app import create_app
+from bastion.core.module import tier_rates
 from bastion.core.settings import Rate
+from bastion.modules import MODULES
 from bastion.settings import Settings
 
 SAFE = {
@@ -17,9 +19,14 @@ SAFE = {
 }
 
 
+def _tiers(settings: Settings) -> dict[str, Rate]:
+    """The tier table the app builds: the modules' declared defaults, overridden by the settings."""
+    return {name: rate for name, (rate, _fail_closed) in tier_rates(settings, MODULES).items()}
+
+
 def test_default_tiers():
     """The documented default tiers are in force when nothing is configured."""
-    tiers = Settings(_env_file=None).rate_limits.tiers()
+    tiers = _tiers(Settings(_env_file=None))
     assert tiers["general"] == Rate(60, 60) and tiers["ai"] == Rate(10, 60) and tiers["kv"] == Rate(100, 60)
     assert tiers["auth"] == Rate(5, 60) and tiers["secrets_create"] == Rate(10, 60)
     assert tiers["secrets_read"] == Rate(60, 60)
@@ -29,7 +36,7 @@ def test_tiers_come_from_the_environment(monkeypatch):
     """BASTION_RATE_LIMITS__<TIER>=N/period sets a tier and adds new ones; the rest keep defaults."""
     monkeypatch.setenv("BASTION_RATE_LIMITS__AI", "20/hour")
     monkeypatch.setenv("BASTION_RATE_LIMITS__UPLOADS", "3/second")
-    tiers = Settings(_env_file=None).rate_limits.tiers()
+    tiers = _tiers(Settings(_env_file=None))
     assert tiers["ai"] == Rate(20, 3600) and tiers["uploads"] == Rate(3, 1) and tiers["kv"] == Rate(100, 60)
 
 

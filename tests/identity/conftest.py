@@ -12,8 +12,7 @@ import pytest
 from litestar import Request, get, post
 
 from bastion.app import Bastion
-from bastion.core.module import ModuleParts
-from bastion.core.platform import Platform
+from bastion.core.module import Module, ModuleParts
 from bastion.core.principal import require_principal, require_scope
 from bastion.identity import service as identity_service
 from bastion.identity.service import IdentityService
@@ -52,8 +51,9 @@ async def needs_kv_scope(request: Request[Any, Any, Any]) -> dict[str, str]:
     return {"id": require_scope(cast("Any", request.scope), "kv").id}
 
 
-def probe_module(_platform: Platform, _settings: Settings) -> ModuleParts:
-    return ModuleParts(name="identity-probes", route_handlers=[whoami, whoami_post, needs_kv_scope])
+probe_module = Module(
+    name="identity-probes", build=lambda _ctx: ModuleParts(route_handlers=[whoami, whoami_post, needs_kv_scope])
+)
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

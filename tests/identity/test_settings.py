@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 
 from bastion.app import create_app
+from bastion.core.module import check_config
+from bastion.modules import MODULES
 from bastion.settings import Settings
 
 SAFE = {
@@ -18,7 +20,7 @@ PROVIDER = {"client_id": "id", "client_secret": "secret", "preset": "github"}
 
 def _errors(**identity) -> dict[str, str]:
     settings = Settings(_env_file=None, **SAFE, identity=identity)
-    return {p.setting: p.message for p in settings.problems() if p.severity == "error"}
+    return {p.setting: p.message for p in check_config(settings, MODULES) if p.severity == "error"}
 
 
 def test_safe_production_identity_settings_have_no_errors():

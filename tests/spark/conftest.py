@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from bastion.app import Bastion
-from bastion.core.module import ModuleParts
+from bastion.core.module import Module, ModuleParts
 from bastion.core.principal import Principal
 
 
@@ -45,8 +45,9 @@ class SparkResolver:
         return None
 
 
-def spark_principals(_platform: Any, _settings: Any) -> ModuleParts:
-    return ModuleParts(name="spark-test-principals", principal_resolver=SparkResolver())
+spark_principals = Module(
+    name="spark-test-principals", build=lambda _ctx: ModuleParts(principal_resolver=SparkResolver())
+)
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

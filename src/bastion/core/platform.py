@@ -1,6 +1,6 @@
 """The core services of one app instance, built once by ``create_app`` and handed to every module.
 
-    platform = Platform.build(settings)
+    platform = Platform.build(settings, version="1.0", tiers=tier_rates(settings, MODULES))
     platform.db          # SQL database (SQLite | PostgreSQL)
     platform.store       # fast key-value store (memory | Redis)
     platform.limiter     # rate limits and bans
@@ -15,6 +15,7 @@ app's lifespan.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from bastion.core import metrics
@@ -26,7 +27,7 @@ from bastion.core.http import HttpClients
 from bastion.core.lifecycle import Lifecycle
 from bastion.core.logging import get_logger
 from bastion.core.ratelimit import Limiter, MemoryRateLimitBackend, RateLimitBackend, Tier
-from bastion.core.settings import CoreSettings
+from bastion.core.settings import CoreSettings, Rate
 from bastion.core.stores import MemoryStore, Store
 
 if TYPE_CHECKING:
@@ -68,7 +69,11 @@ class Platform:
         self.broker = broker
 
     @classmethod
-    def build(cls, settings: CoreSettings, *, version: str) -> Platform:
+    def build(
+        cls, settings: CoreSettings, *, version: str, tiers: Mapping[str, tuple[Rate, bool]] | None = None
+    ) -> Platform:
+        """``tiers``: each rate-limit tier's rate and whether it fails closed (``core.module.tier_rates``);
+        by default only the configured ones, failing open."""
         lifecycle = Lifecycle(
             grace_seconds=settings.shutdown_grace_seconds,
             memory_warn_mb=settings.memory_warn_mb,
@@ -94,8 +99,9 @@ class Platform:
         else:
             store = MemoryStore()
 
-        tiers = build_tiers(settings)
-        limiter = Limiter(backend, tiers, deny_cache=settings.admission.deny_cache)
+        if tiers is None:
+            tiers = {name: (rate, False) for name, rate in settings.rate_limits.tiers().items()}
+        limiter = Limiter(backend, build_tiers(settings, tiers), deny_cache=settings.admission.deny_cache)
 
         health = Health(lifecycle, version=version)
         health.add(HealthCheck("database", database.ping))
@@ -129,7 +135,7 @@ class Platform:
         return platform
 
 
-def build_tiers(settings: CoreSettings) -> dict[str, Tier]:
+def build_tiers(settings: CoreSettings, rates: Mapping[str, tuple[Rate, bool]]) -> dict[str, Tier]:
     admission = settings.admission
     return {
         name: Tier(
@@ -138,9 +144,9 @@ def build_tiers(settings: CoreSettings) -> dict[str, Tier]:
             window=rate.window,
             ban_threshold=int(rate.limit * admission.ban_multiplier) if admission.ban_multiplier else 0,
             ban_seconds=admission.ban_seconds,
-            fail_closed=name in admission.fail_closed_tiers,
+            fail_closed=fail_closed,
         )
-        for name, rate in settings.rate_limits.tiers().items()
+        for name, (rate, fail_closed) in rates.items()
     }
 
 

@@ -49,17 +49,13 @@ class Rate:
 
 
 class RateLimits(BaseModel):
-    """Rate-limit tiers as ``"<N>/<second|minute|hour|day>"``. Extra tiers may be added
-    (``BASTION_RATE_LIMITS__UPLOADS=5/minute``)."""
+    """Rate-limit overrides as ``"<N>/<second|minute|hour|day>"``, by tier name. The core declares
+    ``general``; each module declares its own tiers with their defaults (``Module.tiers``), and any of them
+    is overridden here (``BASTION_RATE_LIMITS__SECRETS_CREATE=5/minute``)."""
 
     model_config = ConfigDict(extra="allow", frozen=True)
 
     general: str = "60/minute"
-    ai: str = "10/minute"
-    kv: str = "100/minute"
-    auth: str = "5/minute"
-    secrets_create: str = "10/minute"
-    secrets_read: str = "60/minute"
 
     @field_validator("*", mode="after")
     @classmethod
@@ -91,7 +87,9 @@ class AdmissionSettings(BaseModel):
     enabled: bool = True
     ban_multiplier: float = Field(5.0, ge=1.5)
     ban_seconds: int = Field(86_400, ge=1)
-    fail_closed_tiers: list[str] = ["auth", "secrets_create"]
+    fail_closed_tiers: list[str] | None = None
+    """The tiers that refuse requests while the limiter's store is down; None: each tier as its module
+    declares it (sign-in and secret creation fail closed)."""
     deny_cache: bool = True
     store_timeout_seconds: float = Field(0.25, gt=0)
 
@@ -263,12 +261,6 @@ class CoreSettings(BaseSettings):
                     "warning", "BASTION_REDIS_URL", "without Redis, limits, bans and one-time claims are per worker"
                 )
             )
-        tiers = self.rate_limits.tiers()
-        found.extend(
-            Problem("error", "BASTION_ADMISSION__FAIL_CLOSED_TIERS", f"unknown tier {tier!r}")
-            for tier in self.admission.fail_closed_tiers
-            if tier not in tiers
-        )
         return found
 
 

@@ -37,6 +37,7 @@ async def _service() -> AsyncIterator[Any]:
     from bastion import __version__
     from bastion.cli import load_settings
     from bastion.core import logging as core_logging
+    from bastion.core.module import tier_rates
     from bastion.core.platform import Platform
     from bastion.identity.service import IdentityService
 
@@ -46,7 +47,9 @@ async def _service() -> AsyncIterator[Any]:
         from bastion import migrate
 
         await asyncio.to_thread(migrate.upgrade, settings)
-    platform = Platform.build(settings, version=__version__)
+    from bastion.modules import MODULES
+
+    platform = Platform.build(settings, version=__version__, tiers=tier_rates(settings, MODULES))
     service = IdentityService(platform, settings)
     try:
         yield service

@@ -1,28 +1,36 @@
-"""Builds the identity module: the service, its routes and limits, and the principal resolver."""
+"""The identity module's descriptor: accounts, sessions, API keys, OAuth sign-in, and the principal resolver."""
 
 from __future__ import annotations
 
-from litestar.di import Provide
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
 
-from bastion.core.edge.asgi import RoutePolicy
-from bastion.core.edge.routes import RouteGroup
-from bastion.core.module import ModuleParts
-from bastion.core.platform import Platform
-from bastion.identity import service as identity_service
-from bastion.identity.resolver import IdentityResolver
-from bastion.identity.router import route_handlers
-from bastion.identity.service import IdentityService
-from bastion.settings import Settings
+from bastion.core.module import Module, ModuleContext, ModuleParts, Quota
+from bastion.identity.settings import IdentitySettings
+
+if TYPE_CHECKING:
+    import click
+
+    from bastion.settings import Settings
 
 _SMALL_BODY = 16_384
 
 
-def build(platform: Platform, settings: Settings) -> ModuleParts:
+def build(ctx: ModuleContext[Settings]) -> ModuleParts:
+    from litestar.di import Provide
+
+    from bastion.core.edge.asgi import RoutePolicy
+    from bastion.core.edge.routes import RouteGroup
+    from bastion.identity import service as identity_service
+    from bastion.identity.resolver import IdentityResolver
+    from bastion.identity.router import route_handlers
+    from bastion.identity.service import IdentityService
+
+    platform, settings = ctx.platform, ctx.settings
     service = IdentityService(platform, settings)
     identity_service.register(platform, service)
-    platform.lifecycle.on_close("identity", service.close)  # runs before the database closes
     return ModuleParts(
-        name="identity",
         route_handlers=route_handlers,
         route_groups=[
             # Sign-in, registration and OAuth: the auth tier per address (and, in the service, per account).
@@ -38,5 +46,24 @@ def build(platform: Platform, settings: Settings) -> ModuleParts:
         ],
         dependencies={"identity": Provide(lambda: service, use_cache=True, sync_to_thread=False)},
         on_startup=[service.start],
+        on_close=[("identity", service.close)],  # runs before the database closes
         principal_resolver=IdentityResolver(service),
     )
+
+
+def _commands() -> Sequence[click.Command]:
+    from bastion.identity.cli import keys, users
+
+    return [users, keys]
+
+
+MODULE: Module[Settings] = Module(
+    name="identity",
+    settings=IdentitySettings,
+    models="bastion.identity.models",
+    migrations=Path(__file__).parent / "migrations",
+    tiers=[Quota("auth", "5/minute", fail_closed=True)],
+    problems=lambda settings: settings.identity.problems(settings.is_production),
+    commands=_commands,
+    build=build,
+)

@@ -280,7 +280,7 @@ class IdentityService:
             )
             for name, cred in c.services.items()
         }
-        rate = settings.rate_limits.tiers()["auth"]
+        rate = platform.limiter.tiers["auth"]
         # Per-account attempts share the platform's limiter backend (Redis when configured, so the count holds
         # across instances) but never ban: a ban keyed on an account would let anybody lock its owner out.
         self.account_limiter = Limiter(

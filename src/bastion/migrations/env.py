@@ -1,4 +1,4 @@
-"""Alembic environment: async engine, one migration lock, every module's tables in the metadata."""
+"""Alembic environment: async engine, one migration lock, the tables of every listed module in the metadata."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
 from bastion.core.db import Base, create_engine
-from bastion.models import import_all_models
+from bastion.migrate import import_models
 
-import_all_models()
 config = context.config
+import_models(config.attributes.get("modules"))
 target_metadata = Base.metadata
 # Held while migrating so that several instances starting together apply each migration once.
 _PG_LOCK_ID = 0x62617374696F6E  # "bastion"

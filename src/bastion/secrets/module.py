@@ -1,18 +1,17 @@
-"""Builds the secrets module: its backend (SQL or Redis), the service, routes, limits and purge job."""
+"""The secrets module's descriptor: one-time secrets on SQL or Redis, their limits and their purge job."""
 
 from __future__ import annotations
 
-from litestar.di import Provide
+from pathlib import Path
+from typing import TYPE_CHECKING
 
-from bastion.core.edge.asgi import RoutePolicy
-from bastion.core.edge.routes import RouteGroup
-from bastion.core.module import ModuleParts
-from bastion.core.platform import Platform
-from bastion.secrets.backends.base import SecretBackend
-from bastion.secrets.router import route_handlers
-from bastion.secrets.service import SecretsService
+from bastion.core.module import Module, ModuleContext, ModuleParts, Quota
 from bastion.secrets.settings import SecretsSettings
-from bastion.settings import Settings
+
+if TYPE_CHECKING:
+    from bastion.core.platform import Platform
+    from bastion.secrets.backends.base import SecretBackend
+    from bastion.settings import Settings
 
 
 def make_backend(platform: Platform, config: SecretsSettings) -> SecretBackend:
@@ -29,8 +28,15 @@ def make_backend(platform: Platform, config: SecretsSettings) -> SecretBackend:
     return SqlBackend(platform.db)
 
 
-def build(platform: Platform, settings: Settings) -> ModuleParts:
-    config = settings.secrets
+def build(ctx: ModuleContext[Settings]) -> ModuleParts:
+    from litestar.di import Provide
+
+    from bastion.core.edge.asgi import RoutePolicy
+    from bastion.core.edge.routes import RouteGroup
+    from bastion.secrets.router import route_handlers
+    from bastion.secrets.service import SecretsService
+
+    platform, config = ctx.platform, ctx.settings.secrets
     service = SecretsService(
         make_backend(platform, config), keyring=platform.keyring, store=platform.store, settings=config
     )
@@ -39,7 +45,6 @@ def build(platform: Platform, settings: Settings) -> ModuleParts:
         platform.lifecycle.spawn(service.purge_forever(), "secrets-purge")
 
     return ModuleParts(
-        name="secrets",
         route_handlers=route_handlers,
         route_groups=[
             RouteGroup(
@@ -54,3 +59,13 @@ def build(platform: Platform, settings: Settings) -> ModuleParts:
         dependencies={"secrets_service": Provide(lambda: service, use_cache=True, sync_to_thread=False)},
         on_startup=[start_purge],
     )
+
+
+MODULE: Module[Settings] = Module(
+    name="secrets",
+    settings=SecretsSettings,
+    models="bastion.secrets.models",
+    migrations=Path(__file__).parent / "migrations",
+    tiers=[Quota("secrets_create", "10/minute", fail_closed=True), Quota("secrets_read", "60/minute")],
+    build=build,
+)

@@ -1,26 +1,31 @@
-"""Builds the Spark runtime: the KV service over the SQL database, its routes and their edge policies."""
+"""The Spark runtime's descriptor: the KV service over the SQL database, its routes and their edge policies."""
 
 from __future__ import annotations
 
-from litestar.di import Provide
+from pathlib import Path
+from typing import TYPE_CHECKING
 
-from bastion.core.edge.asgi import RoutePolicy
-from bastion.core.edge.routes import RouteGroup
-from bastion.core.module import ModuleParts
-from bastion.core.platform import Platform
-from bastion.settings import Settings
-from bastion.spark.router import KV_PATH, route_handlers
-from bastion.spark.service import KvService
+from bastion.core.module import Module, ModuleContext, ModuleParts, Quota
+from bastion.spark.settings import SparkSettings
+
+if TYPE_CHECKING:
+    from bastion.settings import Settings
 
 # A 512-character key of four-byte characters is 6 KiB once percent-encoded, beyond the global URL limit.
 KV_MAX_URL = 8192
 
 
-def build(platform: Platform, settings: Settings) -> ModuleParts:
-    config = settings.spark
-    kv = KvService(platform.db, config)
+def build(ctx: ModuleContext[Settings]) -> ModuleParts:
+    from litestar.di import Provide
+
+    from bastion.core.edge.asgi import RoutePolicy
+    from bastion.core.edge.routes import RouteGroup
+    from bastion.spark.router import KV_PATH, route_handlers
+    from bastion.spark.service import KvService
+
+    config = ctx.settings.spark
+    kv = KvService(ctx.platform.db, config)
     return ModuleParts(
-        name="spark",
         route_handlers=route_handlers,
         route_groups=[
             # values arrive as text/plain (the client's choice); the service enforces the exact 1 MiB limit
@@ -39,3 +44,13 @@ def build(platform: Platform, settings: Settings) -> ModuleParts:
         ],
         dependencies={"spark_kv": Provide(lambda: kv, use_cache=True, sync_to_thread=False)},
     )
+
+
+MODULE: Module[Settings] = Module(
+    name="spark",
+    settings=SparkSettings,
+    models="bastion.spark.models",
+    migrations=Path(__file__).parent / "migrations",
+    tiers=[Quota("kv", "100/minute")],
+    build=build,
+)
