@@ -354,6 +354,49 @@ async def test_ping_answers_when_the_store_is_up(backend):
     assert await backend.store.ping() is None
 
 
+async def test_a_namespaced_view_reads_and_writes_under_its_prefix(backend):
+    """A key written through ``namespaced("m:")`` is the parent's ``m:<key>``, and the other way round."""
+    view = backend.store.namespaced("m:")
+    await view.set("k", b"through the view")
+    await backend.store.set("m:j", b"through the parent")
+    assert await backend.store.get("m:k") == b"through the view"
+    assert await view.get("j") == b"through the parent"
+
+
+async def test_namespaced_views_do_not_see_each_other(backend):
+    """Two views with different prefixes keep separate keys of the same name."""
+    one, two = backend.store.namespaced("one:"), backend.store.namespaced("two:")
+    await one.set("k", b"1")
+    assert await two.get("k") is None
+    assert await two.set_if_absent("k", b"2") is True
+    assert await one.get("k") == b"1"
+
+
+async def test_namespaces_nest(backend):
+    """A view of a view joins both prefixes."""
+    await backend.store.namespaced("a:").namespaced("b:").set("k", b"v")
+    assert await backend.store.get("a:b:k") == b"v"
+
+
+async def test_a_namespaced_view_keeps_the_atomic_operations(backend):
+    """Claim-once, increment-with-expiry and read-once work through a view as on the store itself."""
+    view = backend.store.namespaced("atomic:")
+    claims = await asyncio.gather(*[view.set_if_absent("claim", b"x", ttl=60) for _ in range(20)])
+    counts = await asyncio.gather(*[view.increment("count", ttl=60) for _ in range(20)])
+    reads = await asyncio.gather(*[view.get_and_delete("claim") for _ in range(20)])
+    assert claims.count(True) == 1 and sorted(counts) == list(range(1, 21))
+    assert [r for r in reads if r is not None] == [b"x"]
+    assert await view.ttl("count") is not None
+
+
+async def test_closing_a_namespaced_view_leaves_the_data(backend):
+    """Closing a view (which owns no connection) keeps every key, its own included."""
+    view = backend.store.namespaced("closed:")
+    await view.set("k", b"v")
+    await view.close()
+    assert await backend.store.get("closed:k") == b"v"
+
+
 # --- Redis only --------------------------------------------------------------------------------
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import text
+from sqlalchemy.exc import OperationalError
 
 from bastion.core.db import Database, DatabaseUnavailable, create_engine
 
@@ -109,5 +110,54 @@ async def test_postgresql_writers_do_not_queue_in_the_process(postgres_url: str)
         async with db.begin() as first, db.begin() as second:  # two open write transactions at once
             assert await first.scalar(text("SELECT 1")) == 1
             assert await second.scalar(text("SELECT 2")) == 2
+    finally:
+        await db.close()
+
+
+async def test_driver_connection_is_the_pooled_asyncpg_connection(postgres_url: str) -> None:
+    """``driver_connection()`` yields asyncpg's own connection, taken from and returned to the engine's pool."""
+    db = Database(create_engine(postgres_url))
+    try:
+        async with db.driver_connection() as conn:
+            assert await conn.fetchval("SELECT $1::int + 1", 41) == 42
+            first = conn
+        async with db.driver_connection() as conn:
+            assert conn is first  # the same pooled connection again, not a new one
+    finally:
+        await db.close()
+
+
+async def test_a_driver_connection_that_dies_is_discarded_and_reported_as_unavailable(postgres_url: str) -> None:
+    """A driver connection ended by the server raises the invalidated OperationalError that answers 503, and the
+    next call gets a fresh connection."""
+    from bastion.core.db import unavailable
+
+    db = Database(create_engine(postgres_url))
+    try:
+        async with db.driver_connection() as conn:
+            pid = await conn.fetchval("SELECT pg_backend_pid()")
+        admin = Database(create_engine(postgres_url))  # a pool of its own: not the connection it ends
+        try:
+            async with admin.engine.connect() as conn:
+                await conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+        finally:
+            await admin.close()
+        with pytest.raises(OperationalError) as raised:
+            async with db.driver_connection() as conn:
+                await conn.fetchval("SELECT 1")
+        assert isinstance(unavailable(raised.value), DatabaseUnavailable)
+        async with db.driver_connection() as conn:
+            assert await conn.fetchval("SELECT pg_backend_pid()") != pid
+    finally:
+        await db.close()
+
+
+async def test_driver_connection_is_refused_on_sqlite(tmp_path: Path) -> None:
+    """SQLite has no asyncpg driver connection to hand out: asking is a programming error, said plainly."""
+    db = await _sqlite(tmp_path / "db.sqlite")
+    try:
+        with pytest.raises(RuntimeError, match="PostgreSQL"):
+            async with db.driver_connection():
+                pass
     finally:
         await db.close()

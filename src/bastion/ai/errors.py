@@ -11,7 +11,6 @@ Our exception hierarchy (core classes in brackets)::
     [ServiceUnavailable]  ProviderRateLimited       503 PROVIDER_RATE_LIMIT     upstream 429, with Retry-After
                           ProviderUnavailable       503 PROVIDER_UNAVAILABLE    circuit open, bulkhead full
     [GatewayTimeout]      ProviderTimeout           504 PROVIDER_TIMEOUT
-    [AppError]            ClientClosedRequest       499 CLIENT_CLOSED_REQUEST   the caller left; nobody reads it
 
 Details never carry the upstream's own error text or anything of the request: an upstream's message
 can quote the key it refused.
@@ -20,7 +19,6 @@ can quote the key it refused.
 from __future__ import annotations
 
 from bastion.core.errors import (
-    AppError,
     BadGateway,
     BadRequest,
     GatewayTimeout,
@@ -84,9 +82,3 @@ class ProviderTimeout(GatewayTimeout):
     """The upstream did not answer (or went silent mid-answer) within its timeout."""
 
     code, title = "PROVIDER_TIMEOUT", "The AI provider timed out"
-
-
-class ClientClosedRequest(AppError):
-    """The client disconnected before the answer was ready; the upstream call was cancelled."""
-
-    status, code, title = 499, "CLIENT_CLOSED_REQUEST", "Client closed the request"

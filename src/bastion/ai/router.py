@@ -13,10 +13,9 @@ drains (:func:`bastion.core.streaming.until_shutdown`).
 
 from __future__ import annotations
 
-import asyncio
 import os
 import time
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator
 from typing import Any, Literal, TypeVar, cast
 
 import msgspec
@@ -26,7 +25,6 @@ from litestar.di import NamedDependency
 from litestar.params import JSONBody
 from litestar.response import Stream
 
-from bastion.ai.errors import ClientClosedRequest
 from bastion.ai.schemas import (
     AssistantMessage,
     ChatCompletion,
@@ -42,6 +40,7 @@ from bastion.ai.schemas import (
     Usage,
 )
 from bastion.ai.service import AiService, Caller, ChatStream, Result
+from bastion.core.disconnect import cancel_on_disconnect
 from bastion.core.edge.asgi import CONTEXT_KEY, Receive, RequestContext, Scope
 from bastion.core.errors import AppError, ShuttingDown
 from bastion.core.principal import require_principal
@@ -54,34 +53,6 @@ EVENT_STREAM = "text/event-stream"
 CHUNK: Literal["chat.completion.chunk"] = "chat.completion.chunk"
 SSE_HEADERS = {"cache-control": "no-store", "x-accel-buffering": "no"}
 _encode = msgspec.json.Encoder().encode
-
-
-async def cancel_on_disconnect(receive: Receive, work: Awaitable[T]) -> T:
-    """Await ``work``, cancelling it the moment the client disconnects (then 499 CLIENT_CLOSED_REQUEST).
-
-    The request body has been read by now, so the next message on the receive channel can only be
-    ``http.disconnect``: one watcher task waits for it and cancels this task.
-    """
-    task = asyncio.current_task()
-    assert task is not None
-    left = False
-
-    async def watch() -> None:
-        nonlocal left
-        while (await receive())["type"] != "http.disconnect":
-            pass
-        left = True
-        task.cancel()
-
-    watcher = asyncio.get_running_loop().create_task(watch())
-    try:
-        return await work
-    except asyncio.CancelledError:
-        if left and task.uncancel() == 0:
-            raise ClientClosedRequest("The client disconnected; the upstream call was cancelled.") from None
-        raise
-    finally:
-        watcher.cancel()
 
 
 def caller_of(request: AnyRequest, service: AiService) -> Caller:

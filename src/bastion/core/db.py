@@ -7,7 +7,11 @@
         await conn.execute(update(...))
 
 Write through ``transaction()`` / ``begin()``: on SQLite they also take the process's writer turn (see
-:class:`WriterTurn`); reads may use ``session()`` or ``engine.connect()`` freely.
+:class:`WriterTurn`); reads may use ``session()`` or ``engine.connect()`` freely. A hot path on PostgreSQL
+may skip SQLAlchemy's layers with ``driver_connection()`` (the pooled asyncpg connection itself)::
+
+    async with db.driver_connection() as conn:    # asyncpg: $1 parameters, conn.transaction()
+        row = await conn.fetchrow("UPDATE ... RETURNING ...", secret_id)
 
 Modules declare tables on :class:`Base`. When the database cannot be reached, the error raised by
 SQLAlchemy is translated (see :func:`unavailable`) into a 503 ``DATABASE_UNAVAILABLE`` with
@@ -89,6 +93,7 @@ class Database:
         self.engine = engine
         self.sessionmaker = async_sessionmaker(engine, expire_on_commit=False)
         self.writer_turn = WriterTurn(engine.dialect.name == "sqlite", write_timeout)
+        self._driver_errors: tuple[type[BaseException], ...] | None = None
 
     @property
     def dialect(self) -> str:
@@ -123,6 +128,28 @@ class Database:
         async with self.writer_turn(), self.engine.begin() as conn:
             yield conn
 
+    @asynccontextmanager
+    async def driver_connection(self) -> AsyncIterator[Any]:
+        """A pooled connection's own driver connection (asyncpg's), straight from the pool, without SQLAlchemy's
+        ``Connection`` around it: for one-statement hot paths, where building and closing that wrapper and its
+        cursor adapter cost a measurable share of the request (the secrets claim: 0.35 ms of CPU, about a
+        fifth of a reveal). Returned to the pool, the connection is reset as usual (a rollback, a no-op when
+        nothing is left open on it). A driver error that means the connection is unusable discards it and is
+        raised as SQLAlchemy's invalidated ``OperationalError``, so :func:`unavailable` answers it with a 503
+        and breakers count an outage, exactly as on SQLAlchemy's own path. PostgreSQL only."""
+        if self.dialect != "postgresql":
+            raise RuntimeError("driver_connection() is for PostgreSQL's asyncpg driver")
+        if self._driver_errors is None:
+            self._driver_errors = _asyncpg_connection_errors()
+        pooled = await self.engine.raw_connection()
+        try:
+            yield pooled.driver_connection
+        except self._driver_errors as exc:
+            pooled.invalidate(exc)
+            raise sa_exc.OperationalError("driver_connection", None, exc, connection_invalidated=True) from exc
+        finally:
+            pooled.close()
+
     async def ping(self, timeout: float = 2.0) -> None:  # noqa: ASYNC109 - a probe bounds itself
         async def probe() -> None:
             async with self.engine.connect() as conn:
@@ -135,6 +162,20 @@ class Database:
 
     async def close(self) -> None:
         await self.engine.dispose()
+
+
+def _asyncpg_connection_errors() -> tuple[type[BaseException], ...]:
+    """Errors of the asyncpg driver that mean its connection is unusable (the server went away, it timed out,
+    an administrator ended it)."""
+    import asyncpg  # type: ignore[import-untyped]
+
+    return (
+        OSError,
+        TimeoutError,
+        asyncpg.InterfaceError,
+        asyncpg.PostgresConnectionError,
+        asyncpg.exceptions.OperatorInterventionError,
+    )
 
 
 PING_AFTER_IDLE_SECONDS = 1.0

@@ -20,6 +20,7 @@ Our exception hierarchy::
     ├── RateLimited               429 RATE_LIMITED
     │   └── Banned                429 CLIENT_BANNED
     ├── HeadersTooLarge           431 HEADERS_TOO_LARGE
+    ├── ClientClosedRequest       499 CLIENT_CLOSED_REQUEST (the client left; logged, nobody reads it)
     ├── BadGateway                502 BAD_GATEWAY
     ├── ServiceUnavailable        503 SERVICE_UNAVAILABLE
     │   ├── DependencyUnavailable 503 DEPENDENCY_UNAVAILABLE
@@ -129,6 +130,12 @@ class Banned(RateLimited):
 
 class HeadersTooLarge(AppError):
     status, code, title = 431, "HEADERS_TOO_LARGE", "Request header fields too large"
+
+
+class ClientClosedRequest(AppError):
+    """The client disconnected before the answer was ready, and the work for it was cancelled (nginx's 499)."""
+
+    status, code, title = 499, "CLIENT_CLOSED_REQUEST", "Client closed the request"
 
 
 class BadGateway(AppError):

@@ -45,6 +45,7 @@ if TYPE_CHECKING:
     from bastion.core.lifecycle import Closer
     from bastion.core.platform import Platform
     from bastion.core.principal import PrincipalResolver
+    from bastion.core.stores.base import Store
 
 S = TypeVar("S", bound=CoreSettings)
 T = TypeVar("T")
@@ -85,11 +86,13 @@ class ModuleParts:
 
 
 class ModuleContext(Generic[S]):
-    """What ``build`` gets: the platform, the root settings, and the services of the modules built before."""
+    """What ``build`` gets: the platform, the root settings, the module's own view of the fast store (its
+    keys under ``<name>:``), and the services of the modules built before it."""
 
     def __init__(self, platform: Platform, settings: S, provided: dict[type, object], module: str) -> None:
         self.platform = platform
         self.settings = settings
+        self.store: Store = platform.store.namespaced(f"{module}:")
         self._provided = provided
         self._module = module
 

@@ -37,9 +37,7 @@ def build(ctx: ModuleContext[Settings]) -> ModuleParts:
     from bastion.secrets.service import SecretsService
 
     platform, config = ctx.platform, ctx.settings.secrets
-    service = SecretsService(
-        make_backend(platform, config), keyring=platform.keyring, store=platform.store, settings=config
-    )
+    service = SecretsService(make_backend(platform, config), keyring=platform.keyring, store=ctx.store, settings=config)
 
     async def start_purge() -> None:
         platform.lifecycle.spawn(service.purge_forever(), "secrets-purge")

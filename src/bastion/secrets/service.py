@@ -1,6 +1,6 @@
 """One-time secrets as plain async Python: create, read metadata, reveal, burn, audit, purge.
 
-    service = SecretsService(backend, keyring=platform.keyring, store=platform.store, settings=settings.secrets)
+    service = SecretsService(backend, keyring=platform.keyring, store=ctx.store, settings=settings.secrets)
     created = await service.create(CreateSecretRequest(secret="hunter2"), caller, base_url="https://x.example")
     revealed = await service.reveal(created.id, None, caller)          # consumes one view
 
@@ -230,7 +230,7 @@ class SecretsService:
     # -- passphrases -------------------------------------------------------------------------------
 
     def _lock_key(self, secret_id: str, caller: Caller) -> str:
-        return "secrets:lock:" + hashlib.sha256(f"{secret_id}\n{caller.rate_key}".encode()).hexdigest()
+        return "lock:" + hashlib.sha256(f"{secret_id}\n{caller.rate_key}".encode()).hexdigest()
 
     async def _check_lock(self, key: str) -> None:
         try:

@@ -10,7 +10,12 @@ that never awaits between its read and its write), so callers never need a lock 
     token = await store.get_and_delete("nonce:xyz")           # read-once
 
 ``ttl`` is in seconds; ``None`` keeps the value until deleted. Keys are namespaced by the store's
-prefix. Backends raise :class:`StoreUnavailable` when they cannot be reached.
+prefix; ``namespaced`` gives a view with a longer one (Litestar's ``with_namespace``), which is how each
+module gets a store of its own keys (``ModuleContext.store``)::
+
+    secrets_store = store.namespaced("secrets:")            # "lock:x" is "bastion:secrets:lock:x" in Redis
+
+Backends raise :class:`StoreUnavailable` when they cannot be reached.
 """
 
 from __future__ import annotations
@@ -45,6 +50,10 @@ class Store(Protocol):
     async def ttl(self, key: str) -> float | None:
         """Seconds ``key`` has left; None if it does not exist or never expires."""
 
+    def namespaced(self, prefix: str) -> Store:
+        """A view of this store whose keys all start with ``prefix``: same connection, same data."""
+
     async def ping(self) -> None: ...
 
-    async def close(self) -> None: ...
+    async def close(self) -> None:
+        """Release what this store owns (a view owns nothing: closing it leaves the shared data alone)."""

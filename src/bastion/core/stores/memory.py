@@ -7,13 +7,26 @@ from collections.abc import Callable
 
 
 class MemoryStore:
-    def __init__(self, *, clock: Callable[[], float] = time.monotonic, max_keys: int = 1_000_000) -> None:
+    def __init__(
+        self,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        max_keys: int = 1_000_000,
+        prefix: str = "",
+        _data: dict[str, tuple[bytes, float | None]] | None = None,
+    ) -> None:
         self.clock = clock
         self.max_keys = max_keys
-        self._data: dict[str, tuple[bytes, float | None]] = {}
+        self.prefix = prefix
+        self._owner = _data is None
+        self._data: dict[str, tuple[bytes, float | None]] = {} if _data is None else _data
         self._ops = 0
 
+    def namespaced(self, prefix: str) -> MemoryStore:
+        return MemoryStore(clock=self.clock, max_keys=self.max_keys, prefix=self.prefix + prefix, _data=self._data)
+
     def _live(self, key: str) -> tuple[bytes, float | None] | None:
+        key = self.prefix + key
         item = self._data.get(key)
         if item is not None and item[1] is not None and item[1] <= self.clock():
             del self._data[key]
@@ -24,7 +37,7 @@ class MemoryStore:
         self._ops += 1
         if self._ops % 10_000 == 0 or len(self._data) >= self.max_keys:
             self.sweep()
-        self._data[key] = (bytes(value), None if ttl is None else self.clock() + ttl)
+        self._data[self.prefix + key] = (bytes(value), None if ttl is None else self.clock() + ttl)
 
     def sweep(self) -> int:
         """Drop expired keys; returns how many."""
@@ -54,13 +67,13 @@ class MemoryStore:
         return True
 
     async def delete(self, key: str) -> bool:
-        return self._live(key) is not None and self._data.pop(key, None) is not None
+        return self._live(key) is not None and self._data.pop(self.prefix + key, None) is not None
 
     async def get_and_delete(self, key: str) -> bytes | None:
         item = self._live(key)
         if item is None:
             return None
-        del self._data[key]
+        del self._data[self.prefix + key]
         return item[0]
 
     async def increment(self, key: str, amount: int = 1, ttl: float | None = None) -> int:
@@ -70,7 +83,7 @@ class MemoryStore:
             self._put(key, str(value).encode(), ttl)
         else:
             value = int(item[0]) + amount
-            self._data[key] = (str(value).encode(), item[1])
+            self._data[self.prefix + key] = (str(value).encode(), item[1])
         return value
 
     async def ttl(self, key: str) -> float | None:
@@ -83,4 +96,5 @@ class MemoryStore:
         return None
 
     async def close(self) -> None:
-        self._data.clear()
+        if self._owner:  # a namespaced view shares its owner's data and leaves it alone
+            self._data.clear()

@@ -74,6 +74,9 @@ class RedisStore:
         ms = int(await self._call(lambda: self.client.pttl(self.k(key))))
         return None if ms < 0 else ms / 1000.0
 
+    def namespaced(self, prefix: str) -> RedisStore:
+        return RedisStore(self.client, prefix=self.prefix + prefix)
+
     async def ping(self) -> None:
         await self._call(lambda: self.client.ping())
 

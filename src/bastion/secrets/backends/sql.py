@@ -18,12 +18,9 @@ between purges.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any, cast
 
 from sqlalchemy import BigInteger, String, Table, bindparam, delete, func, insert, select, update
-from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql import Executable
 
@@ -143,21 +140,6 @@ SELECT (SELECT n FROM live) AS live, EXISTS (SELECT 1 FROM reserved) AS reserved
 _PG_QUOTA_LOCK = "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))"
 
 
-def _pg_connection_errors() -> tuple[type[BaseException], ...]:
-    """Errors of the asyncpg driver that mean its connection is unusable: it is discarded, and the error
-    raised as SQLAlchemy's (invalidated) OperationalError, which ``db.unavailable`` answers with a 503
-    and the circuit breaker counts as an outage, as on SQLAlchemy's own path."""
-    import asyncpg  # type: ignore[import-untyped]
-
-    return (
-        OSError,
-        TimeoutError,
-        asyncpg.InterfaceError,
-        asyncpg.PostgresConnectionError,
-        asyncpg.exceptions.OperatorInterventionError,
-    )
-
-
 async def _refusal(conn: AsyncConnection, params: dict[str, Any], passphrase_checked: bool) -> Refusal:
     """Why a claim took nothing: the secret is gone, or it has a passphrase that was not checked."""
     if passphrase_checked:
@@ -187,7 +169,6 @@ class SqlBackend:
         self.postgres = db.dialect == "postgresql"
         self._claims = {checked: _claim(passphrase_checked=checked) for checked in (False, True)}
         self._pg_claims = {checked: _pg_claim(passphrase_checked=checked) for checked in (False, True)}
-        self._pg_errors = _pg_connection_errors() if self.postgres else ()
         # a refusal's follow-up read needs no transaction either
         self._autocommit = db.engine.execution_options(isolation_level="AUTOCOMMIT")
 
@@ -239,7 +220,7 @@ class SqlBackend:
                 raise StorageFull("Secret storage is full; try again later.", retry_after=60)
 
     async def _pg_create(self, secret: NewSecret, limits: Limits, size: int) -> None:
-        async with self._pg() as conn, conn.transaction():
+        async with self.db.driver_connection() as conn, conn.transaction():
             # one client's creates queue here, others do not (colliding hashes only share a queue)
             await conn.execute(_PG_QUOTA_LOCK, secret.quota_key)
             row = await conn.fetchrow(
@@ -297,22 +278,8 @@ class SqlBackend:
     async def _pg_claim(self, sql: str, secret_id: str, now_ms: int, client: str | None) -> Any:
         """Run the one-statement claim in autocommit (no transaction is open on the connection), so the
         claim is committed, durably, before its row is returned."""
-        async with self._pg() as conn:
+        async with self.db.driver_connection() as conn:
             return await conn.fetchrow(sql, secret_id, now_ms, client)
-
-    @asynccontextmanager
-    async def _pg(self) -> AsyncIterator[Any]:
-        """A pooled connection's asyncpg driver, straight from the pool, without SQLAlchemy's ``Connection``
-        around it: building and closing that wrapper cost about a tenth of a reveal's CPU. Returned to the
-        pool, the connection is reset as usual (a rollback, a no-op when nothing is left open on it)."""
-        pooled = await self.db.engine.raw_connection()
-        try:
-            yield pooled.driver_connection
-        except self._pg_errors as exc:
-            pooled.invalidate(exc)
-            raise sa_exc.OperationalError("secrets", None, exc, connection_invalidated=True) from exc
-        finally:
-            pooled.close()
 
     async def burn(self, secret_id: str, now_ms: int, *, client: str | None) -> bool:
         async with self.db.begin() as conn:
