@@ -79,3 +79,66 @@ def test_the_cli_loads_no_metrics_web_or_sql_library():
     probe = f"import sys, bastion.cli; print(sorted(m for m in {heavy} if m in sys.modules))"
     loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.strip()
     assert loaded == "[]"
+
+
+def test_every_route_belongs_to_a_declared_route_group(tmp_path):
+    """No route falls silently into the default policy: each one's module (or the core) declares its group, so
+    a webhook cannot end up in the general tier with JSON-only bodies by omission."""
+    import re
+
+    from bastion.app import create_app
+    from bastion.core.edge.asgi import RoutePolicy
+    from bastion.core.edge.routes import RouteTable
+    from bastion.settings import Settings
+
+    app = create_app(Settings(_env_file=None, data_dir=tmp_path))  # type: ignore[call-arg]
+    undeclared = RoutePolicy(tier="undeclared")
+    table = RouteTable(app.route_groups, default=undeclared)
+    orphans = []
+    for route in app.litestar.routes:
+        path = re.sub(r"\{[^}]+\}", "x", re.sub(r"\{[^}:]+:path\}", "x/y", route.path))
+        for method in sorted(route.methods - {"HEAD", "OPTIONS"}):
+            if table.resolve(method, path) is undeclared:
+                orphans.append(f"{method} {route.path}")
+    assert orphans == []
+
+
+def _error_classes() -> list[type]:
+    """Every AppError subclass defined in bastion (each module imported once)."""
+    import importlib
+    import pkgutil
+
+    import bastion
+    from bastion.core.errors import AppError
+
+    for info in pkgutil.walk_packages(bastion.__path__, "bastion."):
+        if ".migrations" not in info.name and not info.name.endswith("__main__"):
+            importlib.import_module(info.name)
+
+    def below(cls: type) -> list[type]:
+        return [c for sub in cls.__subclasses__() for c in (sub, *below(sub))]
+
+    ours = {cls for cls in below(AppError) if cls.__module__.startswith("bastion.")}  # not the tests' own
+    return sorted(ours, key=lambda c: (c.__module__, c.__name__))
+
+
+def test_error_codes_are_unique():
+    """No two error classes define the same stable code (a subclass that defines none shares its parent's, on
+    purpose: it is the same error to clients)."""
+    owners: dict[str, list[str]] = {}
+    for cls in _error_classes():
+        if "code" in vars(cls):
+            owners.setdefault(cls.code, []).append(f"{cls.__module__}.{cls.__name__}")
+    assert {code: names for code, names in owners.items() if len(names) > 1} == {}
+
+
+def test_every_error_class_is_drawn_in_its_files_tree():
+    """Each error class appears in the hierarchy drawn in its file's docstring (httpx's ``_exceptions.py``)."""
+    import sys
+
+    missing = [
+        f"{cls.__module__}.{cls.__name__}"
+        for cls in _error_classes()
+        if cls.__name__ not in (sys.modules[cls.__module__].__doc__ or "")
+    ]
+    assert missing == []

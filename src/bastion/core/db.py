@@ -31,7 +31,7 @@ from sqlalchemy import MetaData, event, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase
 
-from bastion.core.errors import DependencyUnavailable
+from bastion.core.errors import DatabaseUnavailable as DatabaseUnavailable  # re-exported: raised here
 from bastion.core.settings import CoreSettings
 
 NAMING = {
@@ -45,10 +45,6 @@ NAMING = {
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
-
-
-class DatabaseUnavailable(DependencyUnavailable):
-    code, title = "DATABASE_UNAVAILABLE", "The database is unavailable"
 
 
 class WriterTurn:

@@ -24,6 +24,7 @@ Our exception hierarchy::
     ├── BadGateway                502 BAD_GATEWAY
     ├── ServiceUnavailable        503 SERVICE_UNAVAILABLE
     │   ├── DependencyUnavailable 503 DEPENDENCY_UNAVAILABLE
+    │   │   └── DatabaseUnavailable 503 DATABASE_UNAVAILABLE
     │   ├── CircuitOpen           503 CIRCUIT_OPEN
     │   ├── BulkheadFull          503 OVERLOADED
     │   └── ShuttingDown          503 SHUTTING_DOWN
@@ -148,6 +149,10 @@ class ServiceUnavailable(AppError):
 
 class DependencyUnavailable(ServiceUnavailable):
     code, title = "DEPENDENCY_UNAVAILABLE", "A required dependency is unavailable"
+
+
+class DatabaseUnavailable(DependencyUnavailable):
+    code, title = "DATABASE_UNAVAILABLE", "The database is unavailable"
 
 
 class CircuitOpen(ServiceUnavailable):

@@ -122,4 +122,8 @@ ops_router = Router(
 OPS_ROUTE_GROUPS = [
     RouteGroup("/health", RoutePolicy(tier=None)),
     RouteGroup("/metrics", RoutePolicy(tier=None)),
+    # documents anybody may read: counted against the general tier, and they take no body
+    RouteGroup("/.well-known/security.txt", RoutePolicy(tier="general"), exact=True),
+    RouteGroup("/problems/{slug}", RoutePolicy(tier="general"), exact=True),
+    RouteGroup("/schema", RoutePolicy(tier="general")),
 ]

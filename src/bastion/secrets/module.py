@@ -51,6 +51,8 @@ def build(ctx: ModuleContext[Settings]) -> ModuleParts:
                 methods={"POST"},
                 exact=True,
             ),
+            # the signed-in owner's list of their secrets
+            RouteGroup("/api/secrets", RoutePolicy(tier="general"), methods={"GET"}, exact=True),
             # metadata, reveal, burn and audit of one secret (a reveal body is at most a passphrase)
             RouteGroup("/api/secrets/{id}", RoutePolicy(tier="secrets_read", max_body_bytes=4096)),
         ],

@@ -41,6 +41,8 @@ def build(ctx: ModuleContext[Settings]) -> ModuleParts:
             RouteGroup(
                 "/_spark/loaded", RoutePolicy(max_body_bytes=8192, media_types=("application/json", "text/plain"))
             ),
+            # read by the client on every page load, often before the user has signed in: the general tier
+            RouteGroup("/_spark/user", RoutePolicy(tier="general"), exact=True),
         ],
         dependencies={"spark_kv": Provide(lambda: kv, use_cache=True, sync_to_thread=False)},
     )

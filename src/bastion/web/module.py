@@ -32,7 +32,11 @@ def build(ctx: ModuleContext[Settings]) -> ModuleParts:
     return ModuleParts(
         route_handlers=route_handlers,
         # The pages count against the general tier; the static files (in memory, cheap) do not.
-        route_groups=[RouteGroup("/assets", RoutePolicy(tier=None))],
+        route_groups=[
+            RouteGroup("/", RoutePolicy(tier="general"), exact=True),
+            RouteGroup("/s/{id}", RoutePolicy(tier="general"), exact=True),
+            RouteGroup("/assets", RoutePolicy(tier=None)),
+        ],
         dependencies={"web_site": Provide(lambda: site, use_cache=True, sync_to_thread=False)},
     )
 
