@@ -142,3 +142,34 @@ def test_every_error_class_is_drawn_in_its_files_tree():
         if cls.__name__ not in (sys.modules[cls.__module__].__doc__ or "")
     ]
     assert missing == []
+
+
+def test_each_listed_module_has_its_settings_field_and_migration_branch():
+    """For every module in the list: the root settings have a field named as the module, of its descriptor's
+    settings type; a module with tables has a migrations folder holding a branch labelled with its name."""
+    from alembic.script import ScriptDirectory
+
+    from bastion import migrate
+    from bastion.modules import MODULES
+    from bastion.settings import Settings
+
+    scripts = ScriptDirectory.from_config(migrate.alembic_config("sqlite+aiosqlite://"))
+    labels = {label for script in scripts.walk_revisions() for label in script.branch_labels or ()}
+    wrong = []
+    for module in MODULES:
+        field = Settings.model_fields.get(module.name)
+        if module.settings is not None and (field is None or field.annotation is not module.settings):
+            wrong.append(f"{module.name}: Settings.{module.name} is not a {module.settings.__name__}")
+        if module.models is not None and (module.migrations is None or module.name not in labels):
+            wrong.append(f"{module.name}: has models but no migration branch labelled {module.name!r}")
+    assert wrong == []
+
+
+def test_every_module_settings_field_belongs_to_a_listed_module():
+    """The root settings carry no field for a module that is not in the list (a leftover or a typo)."""
+    from bastion.core.settings import CoreSettings
+    from bastion.modules import MODULES
+    from bastion.settings import Settings
+
+    extra = set(Settings.model_fields) - set(CoreSettings.model_fields)
+    assert extra == {m.name for m in MODULES if m.settings is not None}

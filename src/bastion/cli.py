@@ -8,11 +8,13 @@ import math
 import os
 import shutil
 import sys
+from collections.abc import Sequence
 from typing import Any
 
 import click
 from pydantic import ValidationError
 
+from bastion.core.module import Module
 from bastion.core.module import check_config as config_problems
 from bastion.modules import MODULES
 from bastion.settings import Settings
@@ -199,6 +201,13 @@ def _serve_uvicorn(settings: Settings, factory: str) -> None:
         run_uvicorn(config)
 
 
-for _module in MODULES:  # each module's own command groups (``bastion users``, ``bastion keys``, ...)
-    for _command in _module.commands() if _module.commands is not None else ():
-        main.add_command(_command)
+def add_module_commands(group: click.Group, modules: Sequence[Module[Any]]) -> click.Group:
+    """Add each module's own commands (``bastion users``, ``bastion keys``, ...) to ``group``; a composed app's
+    CLI is ``add_module_commands(main, [*MODULES, MINE])``."""
+    for module in modules:
+        for command in module.commands() if module.commands is not None else ():
+            group.add_command(command)
+    return group
+
+
+add_module_commands(main, MODULES)
