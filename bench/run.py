@@ -1,12 +1,17 @@
 """Side-by-side HTTP benchmark: Bastion's full edge against bare frameworks and the peer stacks.
 
     uv run --group bench python bench/run.py [--duration 8] [--rounds 3] [--only NAME ...] [--server granian]
-                                             [--loop asyncio|uvloop]
+                                             [--loop asyncio|uvloop] [--baseline DIR]
 
 Every app runs under the same server with one worker, on its own port, and is loaded by wrk
 (``-t1 -c64``) in interleaved rounds (A, B, C, A, B, C, ...) so that drift in the machine affects all
 of them alike; the median of the rounds is reported, with ratios against bare Litestar. Every app runs on
 the same event loop (``--loop``, asyncio by default, as the peers' figures in DESIGN.md were taken).
+Beside requests per second it reports the server's own CPU time per request (utime + stime of the server's
+process group over the requests wrk completed), which stays steady where requests per second swing with
+whatever else the two cores run. ``--baseline DIR`` adds ``bastion@base``: the same app from another
+checkout of Bastion (e.g. ``git worktree add ../base <commit>``), to measure a change before and after in
+one run.
 ``litestar-bare+headers`` is bare Litestar sending Bastion's response headers and doing nothing else: the
 most Bastion could reach while sending them. Results go to ``bench/results/http-<server>[-uvloop].json``
 and are printed as a Markdown table for docs/benchmarks.md.
@@ -48,6 +53,7 @@ class App:
     path: str = "/hello"
     method: str = "GET"
     env: dict[str, str] = field(default_factory=dict)
+    src: Path = ROOT / "src"
 
 
 def bastion_env(data_dir: str, redis: bool) -> dict[str, str]:
@@ -122,7 +128,7 @@ def start(app: App, port: int, server: str, loop: str = "asyncio") -> subprocess
             "--loop",
             loop,
         ]
-    env = dict(os.environ, **app.env, PYTHONPATH=f"{app.directory}:{PEERS}:{ROOT / 'src'}")
+    env = dict(os.environ, **app.env, PYTHONPATH=f"{app.directory}:{PEERS}:{app.src}")
     return subprocess.Popen(
         cmd, cwd=app.directory, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
     )
@@ -149,21 +155,40 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
         proc.wait()
 
 
-def wrk(port: int, path: str, duration: float, connections: int = 64) -> dict[str, float]:
+def cpu_seconds(pgid: int) -> float:
+    """utime + stime of every live process in the process group ``pgid`` (the server and its workers)."""
+    ticks = 0
+    for child in Path("/proc").iterdir():
+        if not child.name.isdigit():
+            continue
+        try:
+            fields = (child / "stat").read_text().rsplit(")", 1)[1].split()
+            if int(fields[2]) == pgid:  # fields after the command: state ppid pgrp ... utime(11) stime(12)
+                ticks += int(fields[11]) + int(fields[12])
+        except (OSError, IndexError, ValueError):
+            continue
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def wrk(port: int, path: str, duration: float, connections: int = 64, pgid: int | None = None) -> dict[str, float]:
+    before = cpu_seconds(pgid) if pgid else 0.0
     out = subprocess.run(
         ["wrk", "-t1", f"-c{connections}", f"-d{int(duration)}s", "--latency", f"http://127.0.0.1:{port}{path}"],
         capture_output=True,
         text=True,
         check=True,
     ).stdout
+    cpu = cpu_seconds(pgid) - before if pgid else 0.0
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    served = float(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
     non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
     p99 = re.search(r"99%\s+([\d.]+)(us|ms|s)", out)
     p99_ms = 0.0
     if p99:
         scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}[p99.group(2)]
         p99_ms = float(p99.group(1)) * scale
-    return {"rps": rps, "non2xx": float(non2xx.group(1)) if non2xx else 0.0, "p99_ms": p99_ms}
+    cpu_us = cpu / served * 1e6 if served and pgid else 0.0
+    return {"rps": rps, "non2xx": float(non2xx.group(1)) if non2xx else 0.0, "p99_ms": p99_ms, "cpu_us": cpu_us}
 
 
 def rss_mb(pid: int) -> float:
@@ -188,11 +213,19 @@ def main() -> None:
     parser.add_argument("--server", choices=["granian", "uvicorn"], default="granian")
     parser.add_argument("--only", nargs="*")
     parser.add_argument("--loop", choices=["asyncio", "uvloop"], default="asyncio")
+    parser.add_argument("--baseline", type=Path, help="another checkout of Bastion, served as bastion@base")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk is needed (apt-get install wrk)")
     data_dir = tempfile.mkdtemp(prefix="bastion-bench-")
-    selected = [a for a in apps(data_dir) if not args.only or a.name in args.only]
+    candidates = apps(data_dir)
+    if args.baseline is not None:
+        base_tree = args.baseline.resolve()
+        env = bastion_env(data_dir + "/base", redis=False)
+        candidates.insert(
+            1, App("bastion@base", "bastion_hello:app", base_tree / "bench" / "apps", env=env, src=base_tree / "src")
+        )
+    selected = [a for a in candidates if not args.only or a.name in args.only]
     procs: dict[str, subprocess.Popen[bytes]] = {}
     ports = {app.name: 8810 + i for i, app in enumerate(selected)}
     results: dict[str, list[dict[str, float]]] = {app.name: [] for app in selected}
@@ -204,7 +237,7 @@ def main() -> None:
             wrk(ports[app.name], app.path, 2.0)  # warm-up
         for _ in range(args.rounds):
             for app in selected:
-                results[app.name].append(wrk(ports[app.name], app.path, args.duration))
+                results[app.name].append(wrk(ports[app.name], app.path, args.duration, pgid=procs[app.name].pid))
         memory = {app.name: rss_mb(procs[app.name].pid) for app in selected}
     finally:
         for proc in procs.values():
@@ -217,6 +250,7 @@ def main() -> None:
         summary[app.name] = {
             "rps": statistics.median(r["rps"] for r in runs),
             "p99_ms": statistics.median(r["p99_ms"] for r in runs),
+            "cpu_us": statistics.median(r["cpu_us"] for r in runs),
             "non2xx": sum(r["non2xx"] for r in runs),
             "rps_runs": [r["rps"] for r in runs],
             "rss_mb_after": round(memory[app.name], 1),
@@ -238,14 +272,14 @@ def main() -> None:
     )
     print(
         f"| app ({args.server}, {args.loop}, 1 worker, wrk -t1 -c64) | req/s (median of {args.rounds}) | "
-        "× bare Litestar | p99 ms | non-2xx | worker RSS MB |"
+        "× bare Litestar | server CPU µs/request | p99 ms | non-2xx | worker RSS MB |"
     )
-    print("|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|")
     for name, row in summary.items():
         ratio = f"{row['rps'] / base:.2f}" if base else "-"
         print(
-            f"| {name} | {row['rps']:,.0f} | {ratio} | {row['p99_ms']:.2f} | {row['non2xx']:.0f} | "
-            f"{row['rss_mb_after']} |"
+            f"| {name} | {row['rps']:,.0f} | {ratio} | {row['cpu_us']:.0f} | {row['p99_ms']:.2f} | "
+            f"{row['non2xx']:.0f} | {row['rss_mb_after']} |"
         )
 
 
