@@ -1,6 +1,7 @@
 """AI gateway benchmark: a fake upstream called directly, through Bastion, and through LiteLLM's proxy, side by side.
 
     uv run python bench/ai.py [--rounds 3] [--duration 5] [--streams 1000] [--litellm-venv /tmp/litellm-venv]
+                              [--baseline DIR] [--no-litellm]
 
 Everything runs on loopback with one worker each: the upstream is the peers' ``fake_openai.py`` (uvicorn,
 port 9100); Bastion serves ``bench/apps/bastion_hello.py`` under granian in production mode (JSON access
@@ -16,6 +17,11 @@ machine hits all three alike; medians of the rounds are reported. Added latency 
 minus the direct one in the same round. Then 1,000 streams are opened through each gateway to an upstream
 that sends one chunk and goes silent (``bench/apps/ai_idle_upstream.py``), and the worker's resident memory
 is read from /proc while they are all open. Results go to bench/results/ai.json.
+
+Beside each gateway's requests per second at concurrency 32 it reports the server's own CPU time per request
+(utime + stime of its process group over the requests served). ``--baseline DIR`` adds ``bastion@base``, the
+same gateway from another checkout (``git worktree add ../base <commit>``) on the same database and API key,
+to measure a change before and after in one run; ``--no-litellm`` leaves LiteLLM out (and the memory phase).
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ import json
 import os
 import re
 import shutil
+import socket
 import statistics
 import subprocess
 import sys
@@ -36,12 +43,12 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from run import APPS_DIR, PEERS, ROOT, App, bastion_env, start, stop, wait_ready
+from run import APPS_DIR, PEERS, ROOT, App, bastion_env, cpu_seconds, start, stop, wait_ready
 
 RESULTS = ROOT / "bench" / "results"
-UPSTREAM_PORT, IDLE_PORT, BASTION_PORT, LITELLM_PORT = 9100, 9101, 8880, 9200
+UPSTREAM_PORT, IDLE_PORT, BASTION_PORT, BASE_PORT, LITELLM_PORT = 9100, 9101, 8880, 8881, 9200
 EMAIL = "ai-bench@example.com"
-TARGETS = ("direct", "bastion", "litellm")
+TARGETS = ["direct", "bastion", "litellm"]
 
 
 def body(model: str, stream: bool) -> str:
@@ -64,20 +71,24 @@ def lua(directory: Path, name: str, payload: str, auth: str | None) -> Path:
     return path
 
 
-def wrk(url: str, script: Path, connections: int, duration: float) -> dict[str, float]:
+def wrk(url: str, script: Path, connections: int, duration: float, pgid: int | None = None) -> dict[str, float]:
+    before = cpu_seconds(pgid) if pgid else 0.0
     out = subprocess.run(
         ["wrk", "-t1", f"-c{connections}", f"-d{int(duration)}s", "--latency", "-s", str(script), url],
         capture_output=True,
         text=True,
         check=True,
     ).stdout
+    cpu = cpu_seconds(pgid) - before if pgid else 0.0
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    served = float(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
     non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
     errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
     found: dict[str, float] = {
         "rps": rps,
         "non2xx": float(non2xx.group(1)) if non2xx else 0.0,
         "socket_errors": float(sum(int(g) for g in errors.groups())) if errors else 0.0,
+        "cpu_us": cpu / served * 1e6 if pgid and served else float("nan"),
     }
     for pct in ("50", "99"):
         match = re.search(rf"^\s+{pct}%\s+([\d.]+)(us|ms|s)\s*$", out, re.MULTILINE)
@@ -133,6 +144,17 @@ def wait_http(url: str, timeout: float = 120.0, headers: dict[str, str] | None =
         except OSError:
             time.sleep(0.3)
     raise RuntimeError(f"{url} did not come up")
+
+
+def wait_port(port: int, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.2)
+    raise RuntimeError(f"nothing listens on port {port}")
 
 
 async def hold_streams(
@@ -210,10 +232,18 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=5.0)
     parser.add_argument("--streams", type=int, default=1000)
     parser.add_argument("--litellm-venv", type=Path, default=Path("/tmp/litellm-venv"))
+    parser.add_argument("--baseline", type=Path, help="another checkout of Bastion, served as bastion@base")
+    parser.add_argument("--no-litellm", action="store_true", help="leave LiteLLM (and the memory phase) out")
     args = parser.parse_args()
     litellm_python = args.litellm_venv / "bin" / "python"
-    if shutil.which("wrk") is None or not litellm_python.exists():
-        sys.exit("needs wrk (apt-get install wrk) and LiteLLM's venv (see the docstring)")
+    if shutil.which("wrk") is None or (not args.no_litellm and not litellm_python.exists()):
+        sys.exit("needs wrk (apt-get install wrk) and LiteLLM's venv (see the docstring), or --no-litellm")
+    TARGETS[:] = [
+        "direct",
+        "bastion",
+        *(["bastion@base"] if args.baseline else []),
+        *([] if args.no_litellm else ["litellm"]),
+    ]
 
     work = Path(tempfile.mkdtemp(prefix="bastion-ai-bench-"))
     env = bastion_env(str(work / "data"), redis=False)
@@ -242,7 +272,7 @@ def main() -> None:
     try:
         procs["upstream"] = start_process(
             [
-                str(litellm_python),
+                sys.executable if args.no_litellm else str(litellm_python),
                 "-m",
                 "uvicorn",
                 "fake_openai:app",
@@ -271,28 +301,47 @@ def main() -> None:
             plain_env,
         )
         procs["bastion"] = start(App("bastion", "bastion_hello:app", APPS_DIR, env=env), BASTION_PORT, "granian")
-        procs["litellm"] = start_process(
-            [
-                str(args.litellm_venv / "bin" / "litellm"),
-                "--config",
-                str(litellm_config(work)),
-                "--port",
-                str(LITELLM_PORT),
-                "--num_workers",
-                "1",
-            ],
-            work,
-            dict(plain_env, LITELLM_MASTER_KEY=master, LITELLM_LOCAL_MODEL_COST_MAP="True", LITELLM_LOG="ERROR"),
-        )
+        if args.baseline:
+            base = args.baseline.resolve()
+            base_env = dict(env, BASTION_AUTO_MIGRATE="false")  # the database is migrated by this checkout
+            procs["bastion@base"] = start(
+                App("bastion@base", "bastion_hello:app", base / "bench" / "apps", env=base_env, src=base / "src"),
+                BASE_PORT,
+                "granian",
+            )
+        if not args.no_litellm:
+            procs["litellm"] = start_process(
+                [
+                    str(args.litellm_venv / "bin" / "litellm"),
+                    "--config",
+                    str(litellm_config(work)),
+                    "--port",
+                    str(LITELLM_PORT),
+                    "--num_workers",
+                    "1",
+                ],
+                work,
+                dict(plain_env, LITELLM_MASTER_KEY=master, LITELLM_LOCAL_MODEL_COST_MAP="True", LITELLM_LOG="ERROR"),
+            )
+        wait_port(UPSTREAM_PORT)
         wait_ready(BASTION_PORT, "/hello")
-        wait_http(f"http://127.0.0.1:{LITELLM_PORT}/health/liveliness")
+        if args.baseline:
+            wait_ready(BASE_PORT, "/hello")
+        if not args.no_litellm:
+            wait_http(f"http://127.0.0.1:{LITELLM_PORT}/health/liveliness")
         time.sleep(1.0)
 
         urls = {
             t: f"http://127.0.0.1:{port}/v1/chat/completions"
-            for t, port in (("direct", UPSTREAM_PORT), ("bastion", BASTION_PORT), ("litellm", LITELLM_PORT))
+            for t, port in (
+                ("direct", UPSTREAM_PORT),
+                ("bastion", BASTION_PORT),
+                ("bastion@base", BASE_PORT),
+                ("litellm", LITELLM_PORT),
+            )
+            if t in TARGETS
         }
-        auth = {"direct": None, "bastion": bastion_key, "litellm": master}
+        auth = {"direct": None, "bastion": bastion_key, "bastion@base": bastion_key, "litellm": master}
         scripts = {
             (t, mode): lua(work, f"{t}-{mode}", body("fake", mode == "stream"), auth[t])
             for t in TARGETS
@@ -306,23 +355,35 @@ def main() -> None:
                 for connections in (1, 32):
                     for t in TARGETS:
                         runs.setdefault(f"{mode}/c{connections}/{t}", []).append(
-                            wrk(urls[t], scripts[(t, mode)], connections, args.duration)
+                            wrk(
+                                urls[t],
+                                scripts[(t, mode)],
+                                connections,
+                                args.duration,
+                                pgid=procs[t].pid if t in procs else None,
+                            )
                         )
 
-        memory = {
-            "bastion": {
-                "idle": group_rss_mb(procs["bastion"].pid),
-                **asyncio.run(
-                    hold_streams(BASTION_PORT, bastion_key, args.streams, lambda: group_rss_mb(procs["bastion"].pid))
-                ),
-            },
-            "litellm": {
-                "idle": group_rss_mb(procs["litellm"].pid),
-                **asyncio.run(
-                    hold_streams(LITELLM_PORT, master, args.streams, lambda: group_rss_mb(procs["litellm"].pid))
-                ),
-            },
-        }
+        memory = (
+            {}
+            if args.no_litellm
+            else {
+                "bastion": {
+                    "idle": group_rss_mb(procs["bastion"].pid),
+                    **asyncio.run(
+                        hold_streams(
+                            BASTION_PORT, bastion_key, args.streams, lambda: group_rss_mb(procs["bastion"].pid)
+                        )
+                    ),
+                },
+                "litellm": {
+                    "idle": group_rss_mb(procs["litellm"].pid),
+                    **asyncio.run(
+                        hold_streams(LITELLM_PORT, master, args.streams, lambda: group_rss_mb(procs["litellm"].pid))
+                    ),
+                },
+            }
+        )
     finally:
         for proc in procs.values():
             stop(proc)
@@ -340,20 +401,22 @@ def report(runs: dict[str, list[dict[str, float]]], memory: dict[str, Any], args
             "non2xx": sum(r["non2xx"] for r in rs),
             "socket_errors": sum(r["socket_errors"] for r in rs),
             "rps_runs": [r["rps"] for r in rs],
+            "cpu_us": median([r["cpu_us"] for r in rs]),
         }
         for name, rs in runs.items()
     }
     added: dict[str, Any] = {}
     for mode in ("plain", "stream"):
         direct = runs[f"{mode}/c1/direct"]
-        for t in ("bastion", "litellm"):
+        for t in TARGETS[1:]:
             mine = runs[f"{mode}/c1/{t}"]
             added[f"{mode}/{t}"] = {
                 "p50_ms": median([m["p50_ms"] - d["p50_ms"] for m, d in zip(mine, direct, strict=True)]),
                 "p99_ms": median([m["p99_ms"] - d["p99_ms"] for m, d in zip(mine, direct, strict=True)]),
             }
+    other = TARGETS[-1]  # LiteLLM, or bastion@base without it
     ratios = {
-        mode: round(summary[f"{mode}/c32/bastion"]["rps"] / summary[f"{mode}/c32/litellm"]["rps"], 1)
+        mode: round(summary[f"{mode}/c32/bastion"]["rps"] / summary[f"{mode}/c32/{other}"]["rps"], 2)
         for mode in ("plain", "stream")
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -364,34 +427,39 @@ def report(runs: dict[str, list[dict[str, float]]], memory: dict[str, Any], args
                 "duration": args.duration,
                 "runs": summary,
                 "added_latency_c1": added,
-                "throughput_ratio_bastion_over_litellm_c32": ratios,
+                "targets": TARGETS,
+                f"throughput_ratio_bastion_over_{other}_c32": ratios,
                 "memory_mb": memory,
             },
             indent=2,
         )
     )
+    gateways = TARGETS[1:]
     print(
-        f"| wrk -t1, {args.duration:.0f} s x {args.rounds} interleaved rounds (medians) | direct | Bastion | "
-        "LiteLLM | Bastion / LiteLLM |"
+        f"| wrk -t1, {args.duration:.0f} s x {args.rounds} interleaved rounds (medians) | "
+        + " | ".join(TARGETS)
+        + f" | bastion / {other} |"
     )
-    print("|---|---|---|---|---|")
+    print("|---" * (len(TARGETS) + 2) + "|")
+    blank = " |" * len(gateways)
     for mode in ("plain", "stream"):
         label = "non-streaming" if mode == "plain" else "streaming"
-        row = [summary[f"{mode}/c32/{t}"]["rps"] for t in TARGETS]
-        print(f"| {label}, c32: req/s | {row[0]:,.0f} | {row[1]:,.0f} | {row[2]:,.0f} | {ratios[mode]} x |")
-        p50 = [summary[f"{mode}/c1/{t}"]["p50_ms"] for t in TARGETS]
-        print(f"| {label}, c1: median latency ms | {p50[0]:.2f} | {p50[1]:.2f} | {p50[2]:.2f} | |")
-        print(
-            f"| {label}, c1: added latency, median / p99 ms | | {added[f'{mode}/bastion']['p50_ms']:.2f} / "
-            f"{added[f'{mode}/bastion']['p99_ms']:.2f} | {added[f'{mode}/litellm']['p50_ms']:.2f} / "
-            f"{added[f'{mode}/litellm']['p99_ms']:.2f} | |"
+        row = " | ".join(f"{summary[f'{mode}/c32/{t}']['rps']:,.0f}" for t in TARGETS)
+        print(f"| {label}, c32: req/s | {row} | {ratios[mode]} x |")
+        cpu = " | ".join(f"{summary[f'{mode}/c32/{t}']['cpu_us']:.0f}" for t in gateways)
+        print(f"| {label}, c32: server CPU µs/request | |{' ' + cpu} | |")
+        p50 = " | ".join(f"{summary[f'{mode}/c1/{t}']['p50_ms']:.2f}" for t in TARGETS)
+        print(f"| {label}, c1: median latency ms | {p50} | |")
+        extra = " | ".join(
+            f"{added[f'{mode}/{t}']['p50_ms']:.2f} / {added[f'{mode}/{t}']['p99_ms']:.2f}" for t in gateways
         )
+        print(f"| {label}, c1: added latency, median / p99 ms | | {extra} | |")
     for name, found in memory.items():
         print(
             f"| {name}: RSS MB idle -> with {found['open_streams']:.0f} of {args.streams} streams open "
             f"(leader / workers){' (timed out opening the rest)' if found['timed_out'] else ''} | "
             f"{found['idle']['leader']:.0f} / {found['idle']['others']:.0f} -> "
-            f"{found['leader']:.0f} / {found['others']:.0f} | | | |"
+            f"{found['leader']:.0f} / {found['others']:.0f} |{blank} |"
         )
     bad = {k: (v["non2xx"], v["socket_errors"]) for k, v in summary.items() if v["non2xx"] or v["socket_errors"]}
     if bad:
