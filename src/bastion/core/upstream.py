@@ -123,6 +123,9 @@ class Stream(Protocol[P_co]):
 
 
 class Upstream:
+    """One upstream: ``name`` (its breaker, bulkhead and metrics are called by it; never a URL), how hard
+    it may be leaned on, and the classifier that judges its errors."""
+
     def __init__(self, name: str, settings: UpstreamSettings, classify: Classifier) -> None:
         self.name = name
         self.settings = settings
