@@ -9,7 +9,8 @@ do: an HTML error page, an answer that never comes, a connection dropped mid-req
   redirect_uri, and that SHA-256(code_verifier) is the challenge; else 400 ``invalid_grant``;
 * ``GET /user`` and ``GET /user/emails`` answer for a valid access token (GitHub-shaped).
 
-``behaviour[path]`` switches an endpoint to ``"html500"``, ``"hang"`` or ``"drop"``.
+``behaviour[path]`` switches an endpoint to ``"html500"``, ``"hang"`` or ``"drop"``; ``"drop-once"`` drops
+the next request to it and then answers normally again.
 """
 
 from __future__ import annotations
@@ -100,6 +101,9 @@ class FakeProvider:
             path = urlsplit(target).path
             self.hits[path] = self.hits.get(path, 0) + 1
             mode = self.behaviour.get(path)
+            if mode == "drop-once":
+                del self.behaviour[path]
+                return  # close without a byte of response, this once
             if mode == "drop":
                 return  # close without a byte of response
             if mode == "hang":

@@ -195,6 +195,29 @@ async def test_dropped_connection_is_502(oauth_app, provider):
 
 
 @SQLITE_ONLY
+async def test_userinfo_dropped_once_is_retried(oauth_app, provider):
+    """A userinfo read whose connection drops before an answer is read again, and the sign-in succeeds."""
+    provider.behaviour["/user"] = "drop-once"
+    async with serve(oauth_app()) as http:
+        response = await sign_in(http)
+    assert response.status_code == 302
+    assert provider.hits["/user"] == 2 and provider.hits["/token"] == 1
+
+
+@SQLITE_ONLY
+async def test_repeated_provider_failures_pause_sign_in(oauth_app, provider):
+    """After five failed exchanges the provider's circuit opens: sign-in answers 502 at once, with Retry-After."""
+    provider.behaviour["/token"] = "html500"
+    async with serve(oauth_app(rate_limits={"auth": "1000/minute"})) as http:
+        for _ in range(5):
+            assert (await sign_in(http)).status_code == 502
+        response = await sign_in(http)
+    assert response.status_code == 502 and response.json()["code"] == "OAUTH_PROVIDER_ERROR"
+    assert "paused" in response.json()["detail"] and int(response.headers["retry-after"]) > 0
+    assert provider.hits["/token"] == 5
+
+
+@SQLITE_ONLY
 async def test_silent_provider_is_504(oauth_app, provider):
     """A token endpoint that never answers is cut at the configured timeout: 504 OAUTH_PROVIDER_TIMEOUT."""
     provider.behaviour["/token"] = "hang"

@@ -17,17 +17,16 @@ def build(ctx: ModuleContext[Settings]) -> ModuleParts:
     from bastion.ai.providers import HttpSessions, build_provider
     from bastion.ai.router import route_handlers
     from bastion.ai.service import AiService
-    from bastion.ai.upstream import Upstream
+    from bastion.ai.upstream import provider_upstream
     from bastion.core.edge.asgi import RoutePolicy
     from bastion.core.edge.routes import RouteGroup
 
     platform, config = ctx.platform, ctx.settings.ai
     sessions = HttpSessions()
-    upstreams = {
-        name: Upstream(name, provider, build_provider(name, provider, sessions))
-        for name, provider in config.all_providers().items()
-    }
-    service = AiService(config, upstreams, store=platform.store, lifecycle=platform.lifecycle)
+    configured = config.all_providers()
+    upstreams = {name: provider_upstream(name, provider) for name, provider in configured.items()}
+    providers = {name: build_provider(name, provider, sessions) for name, provider in configured.items()}
+    service = AiService(config, upstreams, providers, store=platform.store, lifecycle=platform.lifecycle)
     policy = RoutePolicy(tier="ai", max_body_bytes=config.max_body_bytes)
     return ModuleParts(
         route_handlers=route_handlers,

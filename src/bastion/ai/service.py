@@ -1,12 +1,13 @@
 """The AI gateway: caps, routing with fallback, token budgets, metrics and logs, over the upstreams.
 
-    service = AiService(settings.ai, upstreams, store=platform.store, lifecycle=platform.lifecycle)
+    service = AiService(settings.ai, upstreams, providers, store=platform.store, lifecycle=platform.lifecycle)
     result = await service.complete(request, Caller("user:42"))
     stream = await service.open_stream(request, Caller("user:42"))
     async for piece in stream: ...
 
 A request names a model (or an alias of one); the model's targets are tried in order until one
-answers (see :mod:`bastion.ai.upstream` for what is retried and what falls back). A stream falls
+answers. Each provider is called through its core :class:`~bastion.core.upstream.Upstream`, whose one
+classifier (:func:`bastion.ai.upstream.classify`) decides what is retried and what falls back. A stream falls
 back only while it is being opened: once the first target has answered, it is that target's answer.
 Prompts and answers are never logged; the log line of a call carries provider, model, latency and
 token counts.
@@ -27,15 +28,16 @@ from bastion.ai.errors import (
     TokenBudgetExceeded,
     UnsupportedFeature,
 )
-from bastion.ai.providers.base import Answer, Piece, UpstreamStream, estimate_tokens
+from bastion.ai.providers.base import Answer, Piece, Provider, UpstreamStream, estimate_tokens
 from bastion.ai.schemas import ChatCompletionRequest, Message
 from bastion.ai.settings import AiSettings
-from bastion.ai.upstream import Upstream, can_fall_back, counts_as_failure, public_error
+from bastion.ai.upstream import public_error
 from bastion.core import metrics
 from bastion.core.errors import AppError, ValidationFailed
 from bastion.core.lifecycle import Lifecycle
 from bastion.core.logging import get_logger
 from bastion.core.stores.base import Store, StoreUnavailable
+from bastion.core.upstream import Upstream
 
 log = get_logger("bastion.ai")
 CANCELLED = "cancelled"
@@ -125,10 +127,19 @@ class TokenBudget:
 
 class AiService:
     def __init__(
-        self, settings: AiSettings, upstreams: dict[str, Upstream], *, store: Store, lifecycle: Lifecycle
+        self,
+        settings: AiSettings,
+        upstreams: dict[str, Upstream],
+        providers: dict[str, Provider],
+        *,
+        store: Store,
+        lifecycle: Lifecycle,
     ) -> None:
         self.settings = settings
         self.upstreams = upstreams
+        """Per provider name, the resilience its calls go through (breaker, bulkhead, retries, metrics)."""
+        self.providers = providers
+        """Per provider name, the adapter that speaks its wire format."""
         self.lifecycle = lifecycle
         self.budget = TokenBudget(store, per_minute=settings.tokens_per_minute, per_day=settings.tokens_per_day)
         self.routes = {name: [Target(*t.split(":", 1)) for t in targets] for name, targets in settings.models.items()}
@@ -146,7 +157,7 @@ class AiService:
 
     def streams(self, model: str | None) -> bool:
         """Whether the model's first target can stream (``/api/chat`` answers whole when it cannot)."""
-        return self.upstreams[self.route(model)[1][0].provider].streams
+        return self.providers[self.route(model)[1][0].provider].streams
 
     def check(self, request: ChatCompletionRequest, message_chars: int | None = None) -> None:
         """Refuse what the gateway does not serve, and requests over the configured caps."""
@@ -210,7 +221,7 @@ class AiService:
                 answer = await call(target)
             except Exception as exc:
                 self._record(target, public_error(exc).code, started, stream=stream, fallback=index)
-                if not can_fall_back(exc):
+                if not self.upstreams[target.provider].classify(exc).fall_back:
                     raise public_error(exc) from None
                 last = exc
                 continue
@@ -227,7 +238,8 @@ class AiService:
         name, targets = await self._admit(request, caller, message_chars)
 
         async def call(target: Target) -> Answer:
-            return await self.upstreams[target.provider].complete(self.prepare(request, target))
+            provider, prepared = self.providers[target.provider], self.prepare(request, target)
+            return await self.upstreams[target.provider].call(lambda: provider.complete(prepared))
 
         index, target, started, answer = await self._first_answer(name, targets, call, stream=False)
         result = self._result(request, answer)
@@ -251,10 +263,11 @@ class AiService:
         name, targets = await self._admit(request, caller, message_chars)
 
         async def call(target: Target) -> UpstreamStream:
-            upstream, prepared = self.upstreams[target.provider], self.prepare(request, target)
-            if upstream.streams:
-                return await upstream.open_stream(prepared)
-            return _Whole(await upstream.complete(prepared))
+            upstream, provider = self.upstreams[target.provider], self.providers[target.provider]
+            prepared = self.prepare(request, target)
+            if provider.streams:
+                return await upstream.open_stream(lambda: provider.open_stream(prepared))
+            return _Whole(await upstream.call(lambda: provider.complete(prepared)))
 
         index, target, started, opened = await self._first_answer(name, targets, call, stream=True)
         prompt = sum(estimate_tokens(m.text()) for m in request.messages)
@@ -387,8 +400,7 @@ class ChatStream:
         except AppError:
             raise
         except Exception as exc:
-            if counts_as_failure(exc):
-                self._upstream.breaker.record_failure()
+            self._upstream.stream_failed(exc)
             error = public_error(exc)
             outcome = error.code
             raise error from None

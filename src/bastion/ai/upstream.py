@@ -1,44 +1,44 @@
-"""One provider under resilience: a circuit breaker, a bulkhead, a timeout, and retries before the first byte.
+"""The AI gateway's upstreams: core's :class:`~bastion.core.upstream.Upstream` per provider, with the
+classifier of the errors the adapters raise (aiohttp's, and those of ``providers/base.py``).
 
-    upstream = Upstream("openai", settings, provider)
-    answer = await upstream.complete(request)          # or: stream = await upstream.open_stream(request)
+    upstream = provider_upstream("openai", settings)                     # breaker and metrics: "ai:openai"
+    answer = await upstream.call(lambda: provider.complete(request))
+    stream = await upstream.open_stream(lambda: provider.open_stream(request))
 
-* **Retries** only until the upstream has answered 2xx (never once a byte of the answer has been
-  read), and only on connection errors, 429 and 5xx (stamina, ``on=`` the named hook below). A 429
-  whose Retry-After is longer than ``max_retry_wait_seconds`` is not retried: the fallback is faster.
-* **Circuit breaker**: connection errors, timeouts, 429, 5xx and invalid answers count as failures; a
-  4xx the request caused does not (the upstream is healthy, the request is wrong).
-* **Bulkhead**: held for the whole call, and for a stream until it ends.
-* **Timeout**: the whole call when not streaming; the response headers when streaming (the session's
-  read timeout, ``read_timeout_seconds``, then bounds each silence between pieces).
+What :func:`classify` decides:
 
-Failures are translated into the gateway's public errors by :func:`public_error`.
+* **Retries** only until the upstream has answered 2xx (never once a byte of the answer has been read),
+  and only on connection errors, 429 and 5xx. A 429 whose Retry-After is longer than
+  ``max_retry_wait_seconds`` is not retried (core's rule): the fallback is faster. A read timeout is not
+  retried: the upstream may be working on the request.
+* **Circuit breaker**: connection errors, timeouts, 429, 5xx and invalid answers count as failures; any
+  other 4xx does not (the upstream is healthy: the request is wrong, or our key is).
+* **Fallback**: to the next target, on anything but the request's own fault (400, 413, 422).
+
+The bulkhead is held for the whole call, and for a stream until it ends. The timeout covers the whole call
+when not streaming; the response headers when streaming (the session's read timeout,
+``read_timeout_seconds``, then bounds each silence between pieces). Failures are translated into the
+gateway's public errors by :func:`public_error`.
 """
 
 from __future__ import annotations
 
-import asyncio
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any
 
 from bastion.ai.errors import ProviderError, ProviderRateLimited, ProviderRejected, ProviderTimeout, ProviderUnavailable
-from bastion.ai.providers.base import (
-    Answer,
-    Piece,
-    Provider,
-    UpstreamBroken,
-    UpstreamInvalid,
-    UpstreamStatus,
-    UpstreamStream,
-    UpstreamStreamError,
-)
-from bastion.ai.schemas import ChatCompletionRequest
+from bastion.ai.providers.base import UpstreamBroken, UpstreamInvalid, UpstreamStatus, UpstreamStreamError
 from bastion.ai.settings import ProviderSettings
 from bastion.core.errors import AppError, BulkheadFull, CircuitOpen
-from bastion.core.resilience import Bulkhead, CircuitBreaker, retrying
+from bastion.core.upstream import Upstream, UpstreamSettings, Verdict
 
-T = TypeVar("T")
+_REQUESTS_FAULT = (400, 413, 422)
+_RETRY = Verdict(failure=True, retry=True, fall_back=True)
+_FAILED = Verdict(failure=True, retry=False, fall_back=True)
+_REJECTED = Verdict(failure=False, retry=False, fall_back=False)
+"""The request is invalid: any target would refuse it."""
+_NOT_ITS_FAILURE = Verdict(failure=False, retry=False, fall_back=True)
+"""The upstream is healthy but would not serve this (it refused our key, lacks the model): another might."""
 
 
 def _aiohttp() -> Any:
@@ -47,19 +47,46 @@ def _aiohttp() -> Any:
     return sys.modules.get("aiohttp")
 
 
-def counts_as_failure(exc: BaseException) -> bool:
-    """Whether ``exc`` says the upstream is unhealthy (for the circuit breaker)."""
+def provider_upstream(name: str, settings: ProviderSettings) -> Upstream:
+    """The upstream of the provider ``name``: its breaker, bulkhead and metrics are named ``ai:<name>``."""
+    return Upstream(f"ai:{name}", upstream_settings(settings), classify)
+
+
+def upstream_settings(settings: ProviderSettings) -> UpstreamSettings:
+    """Core's upstream settings from a provider's (the bulkhead waits as long as connecting may take)."""
+    return UpstreamSettings(
+        timeout_seconds=settings.timeout_seconds,
+        connect_timeout_seconds=settings.connect_timeout_seconds,
+        retries=settings.retries,
+        max_retry_wait_seconds=settings.max_retry_wait_seconds,
+        breaker_failures=settings.breaker_failures,
+        breaker_reset_seconds=settings.breaker_reset_seconds,
+        max_concurrent=settings.max_concurrent,
+        max_waiting=settings.max_waiting,
+    )
+
+
+def classify(exc: BaseException) -> Verdict:
+    """The one verdict on an error of a provider call (see the module docstring)."""
     if isinstance(exc, UpstreamStatus):
-        return exc.status == 429 or exc.status >= 500
+        status = exc.status
+        if status == 429:
+            return Verdict(failure=True, retry=True, fall_back=True, retry_after=exc.retry_after)
+        if status >= 500:
+            return _RETRY  # backing off as usual: a 5xx's Retry-After is not waited for
+        return _REJECTED if status in _REQUESTS_FAULT else _NOT_ITS_FAILURE
     aiohttp = _aiohttp()
     if aiohttp is not None and isinstance(exc, aiohttp.ClientError):
-        return True
-    return isinstance(exc, TimeoutError | UpstreamBroken | UpstreamInvalid | UpstreamStreamError)
-
-
-def can_fall_back(exc: BaseException) -> bool:
-    """Whether the next target of the route should be tried: anything but the request's own fault."""
-    return not (isinstance(exc, UpstreamStatus) and exc.status in (400, 413, 422))
+        # aiohttp's connection errors reach here only from before the response (a drop after it is
+        # UpstreamBroken): retried, but a read timeout (a TimeoutError too) is not
+        if isinstance(exc, aiohttp.ConnectionTimeoutError):
+            return _RETRY
+        if isinstance(exc, aiohttp.ClientConnectionError) and not isinstance(exc, TimeoutError):
+            return _RETRY
+        return _FAILED
+    if isinstance(exc, TimeoutError | UpstreamBroken | UpstreamInvalid | UpstreamStreamError):
+        return _FAILED
+    return _NOT_ITS_FAILURE
 
 
 def public_error(exc: BaseException) -> AppError:
@@ -91,107 +118,3 @@ def public_error(exc: BaseException) -> AppError:
     if isinstance(exc, UpstreamInvalid):
         return ProviderError("The AI provider sent an invalid answer.")
     return ProviderError("The AI provider could not be reached or dropped the connection.")
-
-
-class Upstream:
-    def __init__(self, name: str, settings: ProviderSettings, provider: Provider) -> None:
-        self.name = name
-        self.settings = settings
-        self.provider = provider
-        self.breaker = CircuitBreaker(
-            f"ai:{name}",
-            failure_threshold=settings.breaker_failures,
-            reset_timeout=settings.breaker_reset_seconds,
-            is_failure=counts_as_failure,
-        )
-        self.bulkhead = Bulkhead(
-            f"ai:{name}",
-            max_concurrent=settings.max_concurrent,
-            max_waiting=settings.max_waiting,
-            wait_timeout=settings.connect_timeout_seconds,
-        )
-
-    @property
-    def streams(self) -> bool:
-        return self.provider.streams
-
-    async def complete(self, request: ChatCompletionRequest) -> Answer:
-        async with self.bulkhead:
-            return await self._attempts(lambda: self.provider.complete(request))
-
-    async def open_stream(self, request: ChatCompletionRequest) -> UpstreamStream:
-        """The opened stream, holding a bulkhead slot until it is closed."""
-        await self.bulkhead.__aenter__()
-        try:
-            stream = await self._attempts(lambda: self.provider.open_stream(request))
-        except BaseException:
-            await self.bulkhead.__aexit__(None, None, None)
-            raise
-        return _Held(stream, self.bulkhead)
-
-    async def _attempts(self, call: Callable[[], Awaitable[T]]) -> T:
-        try:
-            return await self._once(call)
-        except Exception as exc:
-            if self.settings.retries == 0 or self.retry_hook(exc) is False:
-                raise
-            failure: Exception | None = exc
-        # The first attempt runs outside stamina: entering a retry context costs about as much as the
-        # rest of the gateway's own work per call, and almost every call succeeds at once. Its failure is
-        # replayed as stamina's first attempt, so backoff and Retry-After apply exactly as if it had been.
-        async for attempt in retrying(
-            on=self.retry_hook,
-            attempts=1 + self.settings.retries,
-            timeout=self.settings.timeout_seconds,
-            wait_max=self.settings.max_retry_wait_seconds,
-        ):
-            with attempt:
-                if failure is not None:
-                    replayed, failure = failure, None
-                    raise replayed
-                return await self._once(call)
-        raise AssertionError("unreachable: stamina re-raises the last failure")
-
-    async def _once(self, call: Callable[[], Awaitable[T]]) -> T:
-        async with self.breaker, asyncio.timeout(self.settings.timeout_seconds):
-            return await call()
-
-    def retry_hook(self, exc: Exception) -> bool | float:
-        """stamina's ``on=``: retry connection errors, 5xx, and a 429 whose wait is short (waiting that).
-
-        aiohttp's connection errors reach here only from before the response (a drop after it is
-        ``UpstreamBroken``); a read timeout (a ``TimeoutError`` too) is not retried: the upstream may be
-        working on the request."""
-        aiohttp = _aiohttp()
-        if aiohttp is not None and isinstance(exc, aiohttp.ConnectionTimeoutError):
-            return True
-        if aiohttp is not None and isinstance(exc, aiohttp.ClientConnectionError) and not isinstance(exc, TimeoutError):
-            return True
-        if isinstance(exc, UpstreamStatus):
-            if exc.status >= 500:
-                return True
-            if exc.status == 429:
-                if exc.retry_after is None:
-                    return True
-                return exc.retry_after if exc.retry_after <= self.settings.max_retry_wait_seconds else False
-        return False
-
-
-class _Held:
-    """An opened stream that gives its bulkhead slot back when closed (however it ends)."""
-
-    def __init__(self, stream: UpstreamStream, bulkhead: Bulkhead) -> None:
-        self._stream = stream
-        self._bulkhead: Bulkhead | None = bulkhead
-
-    def __aiter__(self) -> AsyncIterator[Piece]:
-        return self._stream.__aiter__()
-
-    async def aclose(self) -> None:
-        bulkhead, self._bulkhead = self._bulkhead, None
-        try:
-            await self._stream.aclose()
-        finally:
-            if bulkhead is not None:
-                # never suspends, so it completes even when the closing task is being cancelled
-                await bulkhead.__aexit__(None, None, None)

@@ -4,24 +4,31 @@
     url = provider.authorization_url(redirect_uri, state=state, verifier=verifier)
     tokens, user = await provider.complete(code, verifier=verifier, redirect_uri=redirect_uri)
 
-Every call has the configured timeout and goes through a circuit breaker per provider. The code exchange
-is never retried (a code is single-use); the userinfo reads are retried once on a transient failure.
-Provider failures map to our errors: ``invalid_grant`` (a wrong code or PKCE verifier) → 400
-``OAUTH_CODE_REJECTED``, any other OAuth error or an error page → 502 ``OAUTH_PROVIDER_ERROR``, no answer in
-time → 504 ``OAUTH_PROVIDER_TIMEOUT``.
+Every call goes through core's :class:`~bastion.core.upstream.Upstream` for the provider (``oauth:<name>``:
+its circuit breaker, bulkhead and metrics), with the configured timeout, judged by :func:`classify`. The
+code exchange is never retried (a code is single-use); the userinfo reads are retried once on a transient
+failure (a connection refused or dropped, a 5xx), never on a timeout. Provider failures map to our errors:
+``invalid_grant`` (a wrong code or PKCE verifier) → 400 ``OAUTH_CODE_REJECTED``, any other OAuth error or an
+error page → 502 ``OAUTH_PROVIDER_ERROR``, no answer in time → 504 ``OAUTH_PROVIDER_TIMEOUT``.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
-from bastion.core.errors import CircuitOpen
-from bastion.core.resilience import CircuitBreaker, retrying
+from bastion.core.errors import AppError, BulkheadFull, CircuitOpen
+from bastion.core.http import classify_http, is_timeout
+from bastion.core.upstream import Upstream, UpstreamSettings, Verdict
 from bastion.identity.errors import OAuthCodeRejected, OAuthProviderError, OAuthProviderTimeout
 from bastion.identity.settings import OAuthProviderSettings
+
+T = TypeVar("T")
+_REJECTED = Verdict(failure=False, retry=False, fall_back=False)
+_FAILED = Verdict(failure=True, retry=False, fall_back=False)
 
 
 @dataclass(frozen=True)
@@ -42,8 +49,20 @@ class ProviderTokens:
     scope: str | None
 
 
-class _Transient(Exception):
-    """A userinfo read that may succeed if repeated (connection dropped, 5xx)."""
+def classify(exc: BaseException) -> Verdict:
+    """The one verdict on an error of a provider call.
+
+    ``invalid_grant`` is the sign-in's fault (a wrong code or verifier), not the provider's; any other OAuth
+    error, an answer that is not what the protocol promises (:class:`OAuthProviderError`, raised while
+    reading it) and a timeout count as failures and are not repeated; the rest is core's HTTP verdict
+    (connection errors and 5xx of the userinfo reads are retried)."""
+    from authlib.integrations.base_client import OAuthError  # loaded with the first client
+
+    if isinstance(exc, OAuthError):
+        return _REJECTED if exc.error == "invalid_grant" else _FAILED
+    if isinstance(exc, OAuthProviderError) or is_timeout(exc):
+        return _FAILED
+    return classify_http(exc)
 
 
 class OAuthProvider:
@@ -51,11 +70,21 @@ class OAuthProvider:
         self.name = name
         self.config = config
         self.timeout = timeout
-        self.breaker = CircuitBreaker(
-            f"oauth-{name}",
-            failure_threshold=5,
-            reset_timeout=30.0,
-            is_failure=lambda exc: isinstance(exc, OAuthProviderError | OAuthProviderTimeout),
+        self.upstream = Upstream(
+            f"oauth:{name}",
+            UpstreamSettings(
+                timeout_seconds=timeout,
+                connect_timeout_seconds=timeout,
+                retries=1,  # the userinfo reads; the code exchange asks for none
+                max_retry_wait_seconds=2.0,
+                breaker_failures=5,
+                breaker_reset_seconds=30.0,
+                # sign-ins are rare next to API calls: the bulkhead only stops a hung provider from
+                # gathering every worker's flows
+                max_concurrent=64,
+                max_waiting=256,
+            ),
+            classify,
         )
         self._transport: Any = None
 
@@ -66,30 +95,15 @@ class OAuthProvider:
 
     async def complete(self, code: str, *, verifier: str, redirect_uri: str) -> tuple[ProviderTokens, ProviderUser]:
         """Exchange ``code`` (with the PKCE ``verifier``) for tokens, then read who the user is."""
-        try:
-            self.breaker.before_call()
-        except CircuitOpen as exc:
-            raise OAuthProviderError(
-                f"Sign-in with {self.name} is paused after repeated failures.", headers=exc.headers
-            ) from exc
-        try:
-            client = self._client(redirect_uri)
-            token = await self._call(
-                client.fetch_token(
-                    self.config.token_url, code=code, code_verifier=verifier, grant_type="authorization_code"
-                )
-            )
-            user = await self._userinfo(client)
-        except OAuthCodeRejected:
-            self.breaker.record_success()  # the provider answered properly: the client's code was bad
-            raise
-        except (OAuthProviderError, OAuthProviderTimeout):
-            self.breaker.record_failure()
-            raise
-        except BaseException:
-            self.breaker.release_trial()
-            raise
-        self.breaker.record_success()
+        client = self._client(redirect_uri)
+        token = await self._through(
+            lambda: client.fetch_token(
+                self.config.token_url, code=code, code_verifier=verifier, grant_type="authorization_code"
+            ),
+            retries=0,  # a code is single-use: repeating the exchange could only fail, or worse
+            failed=f"{self.name} answered the token request with an error.",
+        )
+        user = await self._userinfo(client)
         return _tokens(token), user
 
     async def close(self) -> None:
@@ -115,36 +129,61 @@ class OAuthProvider:
             follow_redirects=False,
         )
 
-    async def _call(self, pending: Any) -> Any:
-        """Await an authlib call, translating transport and protocol failures into our errors."""
+    async def _through(self, fn: Callable[[], Awaitable[T]], *, retries: int | None, failed: str) -> T:
+        """``fn()`` through the provider's upstream, its failures translated into our errors (``failed`` is
+        what a failed HTTP exchange is reported as)."""
+        try:
+            return await self.upstream.call(fn, retries=retries)
+        except Exception as exc:
+            public = self._public(exc, failed)
+            if public is exc:
+                raise
+            raise public from exc
+
+    def _public(self, exc: Exception, failed: str) -> Exception:
+        """What the client is told about ``exc``; an exception that is not the provider's is left as it is."""
         from authlib.integrations.base_client import OAuthError
 
-        httpx2 = _httpx()
-        try:
-            return await pending
-        except OAuthError as exc:
+        if isinstance(exc, CircuitOpen):
+            return OAuthProviderError(
+                f"Sign-in with {self.name} is paused after repeated failures.", headers=exc.headers
+            )
+        if isinstance(exc, BulkheadFull):
+            return OAuthProviderError(
+                f"Too many sign-ins with {self.name} are under way; try again.", headers=exc.headers
+            )
+        if isinstance(exc, AppError):
+            return exc
+        if isinstance(exc, OAuthError):
             if exc.error == "invalid_grant":
-                raise OAuthCodeRejected("The provider did not accept the sign-in code; start again.") from exc
-            raise OAuthProviderError(f"{self.name} refused the token request ({exc.error}).") from exc
-        except httpx2.TimeoutException as exc:
-            raise OAuthProviderTimeout(f"{self.name} did not answer within {self.timeout:g} s.") from exc
-        except (httpx2.HTTPError, ValueError) as exc:
-            raise OAuthProviderError(f"{self.name} answered the token request with an error.") from exc
+                return OAuthCodeRejected("The provider did not accept the sign-in code; start again.")
+            return OAuthProviderError(f"{self.name} refused the token request ({exc.error}).")
+        if is_timeout(exc):
+            return OAuthProviderTimeout(f"{self.name} did not answer within {self.timeout:g} s.")
+        if isinstance(exc, _httpx().HTTPError | ValueError):
+            return OAuthProviderError(failed)
+        return exc
 
     async def _userinfo(self, client: Any) -> ProviderUser:
-        info = await self._get_json(client, self.config.userinfo_url)
-        if not isinstance(info, dict):
-            raise OAuthProviderError(f"{self.name} returned no user information.")
         c = self.config
-        subject = info.get(c.subject_field)
-        if subject is None or str(subject) == "":
-            raise OAuthProviderError(f"{self.name} returned a user without an id.")
+
+        async def read_user() -> dict[str, Any]:
+            # checked inside the call, so that a provider answering nonsense counts against its circuit
+            info = await self._get_json(client, c.userinfo_url)
+            if not isinstance(info, dict):
+                raise OAuthProviderError(f"{self.name} returned no user information.")
+            subject = info.get(c.subject_field)
+            if subject is None or str(subject) == "":
+                raise OAuthProviderError(f"{self.name} returned a user without an id.")
+            return info
+
+        info = await self._read(read_user)
         email = _text(info.get(c.email_field))
         verified = bool(info.get(c.email_verified_field)) if c.email_verified_field else False
         if c.emails_url and (email is None or not verified):
             email, verified = await self._primary_email(client, email)
         return ProviderUser(
-            subject=str(subject),
+            subject=str(info[c.subject_field]),
             email=email,
             email_verified=verified and email is not None,
             login=_text(info.get(c.login_field)) if c.login_field else None,
@@ -154,30 +193,22 @@ class OAuthProvider:
 
     async def _primary_email(self, client: Any, fallback: str | None) -> tuple[str | None, bool]:
         """GitHub-style ``[{email, primary, verified}]``: the verified primary address."""
-        assert self.config.emails_url is not None
-        emails = await self._get_json(client, self.config.emails_url)
+        url = self.config.emails_url
+        assert url is not None
+        emails = await self._read(lambda: self._get_json(client, url))
         for item in emails if isinstance(emails, list) else []:
             if isinstance(item, dict) and item.get("primary") and item.get("verified"):
                 return _text(item.get("email")), True
         return fallback, False
 
+    async def _read(self, fn: Callable[[], Awaitable[T]]) -> T:
+        """A userinfo read: retried once on a transient failure (see :func:`classify`)."""
+        return await self._through(fn, retries=None, failed=f"{self.name} failed to return user information.")
+
     async def _get_json(self, client: Any, url: str) -> Any:
-        httpx2 = _httpx()
-        try:
-            async for attempt in retrying(on=_Transient, attempts=2, timeout=self.timeout):
-                with attempt:
-                    try:
-                        response = await client.get(url, headers={"Accept": "application/json"})
-                    except (httpx2.ConnectError, httpx2.RemoteProtocolError, httpx2.ReadError) as exc:
-                        raise _Transient(str(exc)) from exc
-                    if response.status_code >= 500:
-                        raise _Transient(f"HTTP {response.status_code}")
-        except _Transient as exc:
-            raise OAuthProviderError(f"{self.name} failed to return user information.") from exc
-        except httpx2.TimeoutException as exc:
-            raise OAuthProviderTimeout(f"{self.name} did not answer within {self.timeout:g} s.") from exc
-        except httpx2.HTTPError as exc:
-            raise OAuthProviderError(f"{self.name} failed to return user information.") from exc
+        response = await client.get(url, headers={"Accept": "application/json"})
+        if response.status_code >= 500:
+            response.raise_for_status()  # the provider failed: a status error, which classify retries
         if response.status_code != 200:
             raise OAuthProviderError(f"{self.name} refused to return user information (HTTP {response.status_code}).")
         try:

@@ -13,13 +13,12 @@ gateway alone decides what is retried, what opens a circuit and what the client 
 
 from __future__ import annotations
 
-import email.utils
-import time
 from collections.abc import AsyncIterator, Mapping
 from typing import TYPE_CHECKING, Protocol
 
 from bastion.ai.schemas import ChatCompletionRequest
 from bastion.ai.settings import ProviderSettings
+from bastion.core.http import retry_after
 
 if TYPE_CHECKING:
     # aiohttp is imported with the first network session (see HttpSessions.get): a gateway that only runs
@@ -195,13 +194,15 @@ class Sender:
             return response
         import aiohttp  # loaded already: the session above is aiohttp's
 
+        failure = UpstreamStatus(response.status, retry_after(response.headers))
         try:
             await response.content.read(MAX_ERROR_BODY)
-        except (aiohttp.ClientError, TimeoutError):
-            pass  # the status is what matters; a failed drain only costs the connection
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            # the status is what matters; a failed drain only costs the connection (closed, not pooled)
+            raise failure from exc
         finally:
             response.close()
-        raise UpstreamStatus(response.status, retry_after(response.headers))
+        raise failure
 
 
 async def body_chunks(response: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
@@ -228,25 +229,6 @@ async def read_all(response: aiohttp.ClientResponse) -> bytes:
         return b"".join(parts)
     finally:
         response.close()
-
-
-def retry_after(headers: Mapping[str, str]) -> float | None:
-    """Seconds an upstream asks us to wait: ``retry-after-ms`` (OpenAI), or ``Retry-After`` as seconds or
-    an HTTP date (RFC 9110 §10.2.3)."""
-    millis = headers.get("retry-after-ms")
-    if millis is not None:
-        try:
-            return max(0.0, float(millis) / 1000.0)
-        except ValueError:
-            pass  # fall through to Retry-After
-    value = headers.get("retry-after")
-    if value is None:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        parsed = email.utils.parsedate_to_datetime(value) if value else None
-        return None if parsed is None else max(0.0, parsed.timestamp() - time.time())
 
 
 async def sse_events(chunks: AsyncIterator[bytes], max_line: int = 1_048_576) -> AsyncIterator[tuple[bytes, bytes]]:

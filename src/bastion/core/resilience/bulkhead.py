@@ -6,7 +6,9 @@ coroutine, socket and byte of memory with it::
         ...
 
 A call waits for a slot at most ``wait_timeout`` seconds, and no more than ``max_waiting`` calls wait
-at once; beyond either, it is refused at once rather than queued without bound.
+at once; beyond either, it is refused at once rather than queued without bound. The calls inside and
+waiting are the gauges ``bastion_bulkhead_in_use{bulkhead}`` and ``bastion_bulkhead_waiting{bulkhead}``
+(summed over workers).
 """
 
 from __future__ import annotations
@@ -14,7 +16,11 @@ from __future__ import annotations
 import asyncio
 from types import TracebackType
 
+from bastion.core import metrics
 from bastion.core.errors import BulkheadFull
+
+_in_use = metrics.gauge("bulkhead_in_use", "Calls inside a bulkhead (holding a slot)", ("bulkhead",))
+_waiting = metrics.gauge("bulkhead_waiting", "Calls waiting for a bulkhead slot", ("bulkhead",))
 
 
 class Bulkhead:
@@ -28,6 +34,8 @@ class Bulkhead:
         self._slots = asyncio.Semaphore(max_concurrent)
         self.active = 0
         self.waiting = 0
+        self._in_use = _in_use.labels(name)
+        self._waiting = _waiting.labels(name)
 
     async def __aenter__(self) -> Bulkhead:
         if self._slots.locked():
@@ -38,6 +46,7 @@ class Bulkhead:
                     extra={"upstream": self.name},
                 )
             self.waiting += 1
+            self._waiting.inc()
             try:
                 # asyncio.timeout rather than wait_for: on 3.11, wait_for can lose a slot acquired at the
                 # very moment the timeout fires
@@ -51,13 +60,16 @@ class Bulkhead:
                 ) from None
             finally:
                 self.waiting -= 1
+                self._waiting.dec()
         else:
             await self._slots.acquire()
         self.active += 1
+        self._in_use.inc()
         return self
 
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.active -= 1
+        self._in_use.dec()
         self._slots.release()
