@@ -26,7 +26,7 @@ def build(ctx: ModuleContext[Settings]) -> ModuleParts:
     configured = config.all_providers()
     upstreams = {name: provider_upstream(name, provider) for name, provider in configured.items()}
     providers = {name: build_provider(name, provider, sessions) for name, provider in configured.items()}
-    service = AiService(config, upstreams, providers, store=platform.store, lifecycle=platform.lifecycle)
+    service = AiService(config, upstreams, providers, store=ctx.store, lifecycle=platform.lifecycle)
     policy = RoutePolicy(tier="ai", max_body_bytes=config.max_body_bytes)
     return ModuleParts(
         route_handlers=route_handlers,

@@ -1,6 +1,6 @@
 """The AI gateway: caps, routing with fallback, token budgets, metrics and logs, over the upstreams.
 
-    service = AiService(settings.ai, upstreams, providers, store=platform.store, lifecycle=platform.lifecycle)
+    service = AiService(settings.ai, upstreams, providers, store=ctx.store, lifecycle=platform.lifecycle)
     result = await service.complete(request, Caller("user:42"))
     stream = await service.open_stream(request, Caller("user:42"))
     async for piece in stream: ...
@@ -95,7 +95,7 @@ class TokenBudget:
         self.store = store
         self.windows = [
             (prefix, seconds, limit)
-            for prefix, seconds, limit in (("ai:tpm:", 60, per_minute), ("ai:tpd:", 86_400, per_day))
+            for prefix, seconds, limit in (("tpm:", 60, per_minute), ("tpd:", 86_400, per_day))
             if limit is not None
         ]
 
@@ -110,7 +110,7 @@ class TokenBudget:
                 if used is not None and int(used) >= limit:
                     left = await self.store.ttl(prefix + who)
                     raise TokenBudgetExceeded(
-                        f"The budget of {limit} tokens per {'minute' if prefix == 'ai:tpm:' else 'day'} is used up.",
+                        f"The budget of {limit} tokens per {'minute' if prefix == 'tpm:' else 'day'} is used up.",
                         retry_after=left if left else 1,
                         extra={"limit": limit},
                     )
