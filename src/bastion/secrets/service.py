@@ -124,7 +124,7 @@ class SecretsService:
             time_cost=settings.argon2_time_cost,
             memory_kib=settings.argon2_memory_kib,
             parallelism=settings.argon2_parallelism,
-            gate=Bulkhead("argon2", max_concurrent=settings.argon2_max_concurrent, max_waiting=64, wait_timeout=2.0),
+            gate=Bulkhead("secrets:argon2", max_concurrent=settings.argon2_max_concurrent, max_waiting=64, wait_timeout=2.0),
         )
         self.breaker = CircuitBreaker(
             f"secrets-{backend.name}", failure_threshold=5, reset_timeout=5.0, is_failure=_is_outage
