@@ -44,7 +44,7 @@ class Job:
     * ``timeout``: a run longer than this is cancelled and recorded with the outcome ``timeout`` (None:
       ``every`` for a periodic job, one hour for a cron job).
     * ``record_success``: successful runs go to the run log (failures always do); off for jobs that run
-      every few seconds, whose history would drown the rest.
+      every few seconds, whose history would drown the rest (their successes are then logged at debug level).
     """
 
     name: str
