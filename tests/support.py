@@ -1,4 +1,5 @@
-"""A module of routes that exist only in tests, to exercise the core through real requests."""
+"""Test support: a module of routes that exist only in tests, to exercise the core through real requests, and a
+fake clock."""
 
 from __future__ import annotations
 
@@ -147,3 +148,69 @@ class HeaderResolver:
 
 routes_module = Module(name="test", build=_routes)
 principal_module = Module(name="test-principals", build=lambda _ctx: ModuleParts(principal_resolver=HeaderResolver()))
+
+
+class FakeClock:
+    """Time that moves only when a test says so, for code that takes a clock (a callable, or an object with
+    ``time``/``monotonic``/``sleep`` such as the job runner's).
+
+        clock = FakeClock()
+        store = MemoryStore(clock=clock)           # a callable clock: clock() is now
+        runner = JobRunner(jobs, ..., clock=clock)  # sleeps on it
+        await clock.sleeping(1)                    # the runner waits for its first due time
+        clock.advance(60)                          # ... which has now come
+
+    ``sleep`` returns once ``advance`` has moved the time to its deadline, so a test awaits the event it
+    expects instead of sleeping for real.
+    """
+
+    def __init__(self, start: float = 1_700_000_000.0) -> None:
+        self.now = start
+        self._sleepers: list[tuple[float, asyncio.Future[None]]] = []
+        self._changed: asyncio.Event | None = None
+
+    def __call__(self) -> float:
+        return self.now
+
+    def time(self) -> float:
+        return self.now
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        """Move time on and wake every sleeper whose deadline has come."""
+        self.now += seconds
+        for deadline, waiter in list(self._sleepers):
+            if deadline <= self.now and not waiter.done():
+                waiter.set_result(None)
+
+    async def sleep(self, seconds: float) -> None:
+        if seconds <= 0:
+            await asyncio.sleep(0)  # still a point where other tasks run, as asyncio.sleep(0) is
+            return
+        entry = (self.now + seconds, asyncio.get_running_loop().create_future())
+        self._sleepers.append(entry)
+        self._notify()
+        try:
+            await entry[1]
+        finally:
+            self._sleepers.remove(entry)
+            self._notify()
+
+    @property
+    def sleepers(self) -> int:
+        """How many tasks are sleeping on this clock now."""
+        return sum(1 for _, waiter in self._sleepers if not waiter.done())
+
+    async def sleeping(self, count: int = 1) -> None:
+        """Wait until at least ``count`` tasks sleep on this clock (the code under test has gone idle)."""
+        while self.sleepers < count:
+            if self._changed is None:
+                self._changed = asyncio.Event()
+            await self._changed.wait()
+
+    def _notify(self) -> None:
+        if self._changed is not None:
+            self._changed.set()
+            self._changed = None

@@ -33,6 +33,7 @@ from bastion.core.edge.guards import GuardsMiddleware
 from bastion.core.edge.headers import HeadersMiddleware
 from bastion.core.edge.routes import RouteGroup, RouteTable
 from bastion.core.edge.telemetry import TelemetryMiddleware
+from bastion.core.jobs.runner import JobRunner
 from bastion.core.module import Module, ModuleContext, ModuleParts, check_config, tier_rates
 from bastion.core.ops import OPS_ROUTE_GROUPS, ops_router
 from bastion.core.platform import Platform
@@ -86,6 +87,7 @@ def create_app(
 
     platform = Platform.build(settings, version=__version__, tiers=tier_rates(settings, listed))
     parts = _build_modules(platform, settings, listed)
+    jobs = JobRunner.for_platform(platform, [job for part in parts for job in part.jobs])  # names unique, or error
 
     resolvers = [p.principal_resolver for p in parts if p.principal_resolver is not None]
     resolver: PrincipalResolver | None = (
@@ -104,8 +106,8 @@ def create_app(
             "platform": Provide(lambda: platform, use_cache=True, sync_to_thread=False),
             **{k: v for p in parts for k, v in p.dependencies.items()},
         },
-        lifespan=[_lifespan(platform, settings, listed, parts)],
-        state=State({"platform": platform}),
+        lifespan=[_lifespan(platform, settings, listed, parts, jobs)],
+        state=State({"platform": platform, "jobs": jobs}),
         openapi_config=OpenAPIConfig(
             title="Bastion", version=__version__, path="/schema", render_plugins=[JsonRenderPlugin()]
         ),
@@ -175,7 +177,9 @@ def _first_of(resolvers: list[PrincipalResolver]) -> PrincipalResolver:
     return resolve
 
 
-def _lifespan(platform: Platform, settings: Settings, modules: Sequence[Module[Any]], parts: list[ModuleParts]) -> Any:
+def _lifespan(
+    platform: Platform, settings: Settings, modules: Sequence[Module[Any]], parts: list[ModuleParts], jobs: JobRunner
+) -> Any:
     @asynccontextmanager
     async def lifespan(_app: Litestar) -> AsyncIterator[None]:
         if settings.migrates_on_start:
@@ -186,6 +190,7 @@ def _lifespan(platform: Platform, settings: Settings, modules: Sequence[Module[A
             for hook in part.on_startup:
                 await hook()
         await platform.lifecycle.start()
+        jobs.start()  # stopped by the drain below (the runner subscribes to the lifecycle)
         try:
             yield
         finally:

@@ -31,7 +31,9 @@ def _modules(modules: Sequence[Any] | None) -> Sequence[Any]:
 
 
 def import_models(modules: Sequence[Any] | None = None) -> None:
-    """Import every module's SQLAlchemy models (the model registry), so that Alembic sees all tables."""
+    """Import the core's and every module's SQLAlchemy models (the model registry), so that Alembic sees all
+    tables."""
+    importlib.import_module("bastion.core.models")
     for module in _modules(modules):
         if module.models:
             importlib.import_module(module.models)

@@ -6,7 +6,8 @@ On SIGTERM the server stops listening and calls the app's shutdown, which calls 
    open streams send their final event and end (see :func:`bastion.core.streaming.until_shutdown`);
    ``bastion serve`` does this in the signal handler already (:mod:`bastion.runner`), since neither
    server calls the app's shutdown before its connections have closed;
-2. in-flight requests are waited for, up to the grace period less a reserve for step 3;
+2. in-flight requests, and work registered with :meth:`Lifecycle.finish_on_drain` (a background job's run in
+   progress), are waited for together, up to the grace period less a reserve for step 3;
 3. background tasks are cancelled and the registered closers run in reverse order (pools, clients).
 
 A periodic check logs a warning when the worker's resident memory passes ``memory_warn_mb``.
@@ -47,6 +48,7 @@ class Lifecycle:
         self._idle: asyncio.Event | None = None
         self._shutdown: asyncio.Event | None = None
         self._closers: list[tuple[str, Closer]] = []
+        self._finishers: list[tuple[str, Closer]] = []
         self._subscribers: set[Callable[[], None]] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
 
@@ -81,6 +83,11 @@ class Lifecycle:
     def on_close(self, name: str, closer: Closer) -> None:
         """Run ``closer`` at shutdown, after in-flight requests; closers run in reverse order."""
         self._closers.append((name, closer))
+
+    def finish_on_drain(self, name: str, finisher: Closer) -> None:
+        """Await ``finisher`` when draining, alongside the wait for in-flight requests and within the same grace
+        period: background work in progress gets to finish before the tasks are cancelled."""
+        self._finishers.append((name, finisher))
 
     def spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
         """Run a background job for the life of the worker; it is cancelled at shutdown."""
@@ -123,12 +130,7 @@ class Lifecycle:
         self.begin_drain()
         # Keep a reserve of the grace period for closing pools, so the whole shutdown fits in it.
         budget = max(0.1, self.grace_seconds - min(2.0, self.grace_seconds * 0.2))
-        if self.in_flight > 0:
-            self._idle = asyncio.Event()
-            try:
-                await asyncio.wait_for(self._idle.wait(), timeout=budget)
-            except TimeoutError:
-                log.warning("grace period over with requests in flight", in_flight=self.in_flight)
+        await self._finish_work(budget)
         for task in list(self._tasks):
             task.cancel()
         if self._tasks:
@@ -142,6 +144,29 @@ class Lifecycle:
         log.info("stopped", drain_seconds=round(time.monotonic() - began, 3))
         # Granian's workers leave through os._exit, which skips atexit: write the buffered lines now.
         flush_logs()
+
+    async def _finish_work(self, budget: float) -> None:
+        """Wait for in-flight requests and the finishers, all at once, for at most ``budget`` seconds."""
+        waits: dict[asyncio.Future[Any], str] = {}
+        if self.in_flight > 0:
+            self._idle = asyncio.Event()
+            waits[asyncio.ensure_future(self._idle.wait())] = "requests"
+        for name, finisher in self._finishers:
+            waits[asyncio.ensure_future(finisher())] = name
+        if not waits:
+            return
+        done, pending = await asyncio.wait(waits, timeout=budget)
+        for future in pending:
+            future.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        for future in done:
+            if not future.cancelled() and future.exception() is not None:
+                log.error("waiting for work to finish failed", work=waits[future], exc_info=future.exception())
+        if self.in_flight > 0:
+            log.warning("grace period over with requests in flight", in_flight=self.in_flight)
+        unfinished = sorted(waits[f] for f in pending if waits[f] != "requests")
+        if unfinished:
+            log.warning("grace period over with background work in progress", work=unfinished)
 
     async def _sample(self) -> None:
         """Every second: the in-flight gauge (sampled rather than moved twice per request, which

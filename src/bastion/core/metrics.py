@@ -105,6 +105,17 @@ breaker_state = gauge(
 )
 breaker_transitions = counter("circuit_breaker_transitions_total", "Circuit state changes", ("breaker", "to"))
 in_flight = gauge("http_requests_in_flight", "HTTP requests being served (sampled every second)")
+
+# Background jobs (core/jobs/runner.py), labelled by job name only: a declared, bounded set.
+JOB_BUCKETS = (0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 3600.0)
+job_runs = counter(
+    "job_runs_total", "Background job runs by outcome: ok, failed, timeout, cancelled", ("job", "outcome")
+)
+job_duration = histogram("job_run_duration_seconds", "Time a background job run took", ("job",), buckets=JOB_BUCKETS)
+job_last_success = gauge(
+    "job_last_success_timestamp_seconds", "When the job last succeeded (Unix time)", ("job",), mode="max"
+)
+job_lease_held = gauge("job_lease_held", "Workers holding the job's cluster lease (0 or 1)", ("job",))
 process_rss = gauge("process_rss_bytes", "Resident memory of each worker", mode="liveall")
 
 

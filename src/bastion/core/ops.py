@@ -1,4 +1,5 @@
-"""Operational routes: health probes, Prometheus metrics, security.txt, and the problem-type pages."""
+"""Operational routes: health probes, Prometheus metrics, security.txt, the problem-type pages, and the admin
+view of the background jobs (``core/jobs/admin.py``)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from litestar.params import FromPath
 from bastion.core import errors, metrics
 from bastion.core.edge.asgi import CONTEXT_KEY, RequestContext, RoutePolicy
 from bastion.core.edge.routes import RouteGroup
+from bastion.core.jobs.admin import JOBS_ROUTE_GROUPS, jobs_router
 from bastion.core.platform import Platform
 
 HEALTH_JSON = "application/health+json"
@@ -116,7 +118,7 @@ def _error_types(root: type[errors.AppError]) -> list[type[errors.AppError]]:
 
 
 ops_router = Router(
-    path="/", route_handlers=[health, live, ready, detailed, metrics_endpoint, security_txt, problem_page]
+    path="/", route_handlers=[health, live, ready, detailed, metrics_endpoint, security_txt, problem_page, jobs_router]
 )
 
 OPS_ROUTE_GROUPS = [
@@ -126,4 +128,5 @@ OPS_ROUTE_GROUPS = [
     RouteGroup("/.well-known/security.txt", RoutePolicy(tier="general"), exact=True),
     RouteGroup("/problems/{slug}", RoutePolicy(tier="general"), exact=True),
     RouteGroup("/schema", RoutePolicy(tier="general")),
+    *JOBS_ROUTE_GROUPS,
 ]

@@ -33,14 +33,12 @@ def build(ctx: ModuleContext[Settings]) -> ModuleParts:
 
     from bastion.core.edge.asgi import RoutePolicy
     from bastion.core.edge.routes import RouteGroup
+    from bastion.core.jobs.spec import Periodic
     from bastion.secrets.router import route_handlers
     from bastion.secrets.service import SecretsService
 
     platform, config = ctx.platform, ctx.settings.secrets
     service = SecretsService(make_backend(platform, config), keyring=platform.keyring, store=ctx.store, settings=config)
-
-    async def start_purge() -> None:
-        platform.lifecycle.spawn(service.purge_forever(), "secrets-purge")
 
     return ModuleParts(
         route_handlers=route_handlers,
@@ -57,7 +55,17 @@ def build(ctx: ModuleContext[Settings]) -> ModuleParts:
             RouteGroup("/api/secrets/{id}", RoutePolicy(tier="secrets_read", max_body_bytes=4096)),
         ],
         dependencies={"secrets_service": Provide(lambda: service, use_cache=True, sync_to_thread=False)},
-        on_startup=[start_purge],
+        # Expired secrets and old audit trails go, on one instance of the cluster at a time: running it on every
+        # worker was harmless but did the same deletes N times.
+        jobs=[
+            Periodic(
+                name="secrets.purge",
+                every=config.purge_interval_seconds,
+                jitter=0.2,
+                run=service.purge,
+                once_per_cluster=True,
+            )
+        ],
     )
 
 

@@ -12,7 +12,6 @@ its key stays in the URL fragment and never reaches the server.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 import datetime as dt
@@ -20,7 +19,6 @@ import functools
 import hashlib
 import hmac
 import ipaddress
-import random
 import re
 import secrets as stdlib_secrets  # the standard library's module, not this package
 import time
@@ -124,7 +122,9 @@ class SecretsService:
             time_cost=settings.argon2_time_cost,
             memory_kib=settings.argon2_memory_kib,
             parallelism=settings.argon2_parallelism,
-            gate=Bulkhead("secrets:argon2", max_concurrent=settings.argon2_max_concurrent, max_waiting=64, wait_timeout=2.0),
+            gate=Bulkhead(
+                "secrets:argon2", max_concurrent=settings.argon2_max_concurrent, max_waiting=64, wait_timeout=2.0
+            ),
         )
         self.breaker = CircuitBreaker(
             f"secrets-{backend.name}", failure_threshold=5, reset_timeout=5.0, is_failure=_is_outage
@@ -385,20 +385,11 @@ class SecretsService:
     # -- housekeeping ------------------------------------------------------------------------------
 
     async def purge(self) -> int:
+        """Forget expired secrets and audit trails past their retention; the count (the declared job
+        ``secrets.purge`` runs it, see ``module.py``)."""
         dropped = await self._stored(
             lambda: self.backend.purge(self.now_ms(), self.settings.audit_retention_seconds * 1000)
         )
         if dropped:
             _events.labels("expired").inc(dropped)
         return dropped
-
-    async def purge_forever(self) -> None:
-        """The periodic expiry job (one per worker; running it on several at once is harmless)."""
-        interval = self.settings.purge_interval_seconds
-        while True:
-            # jitter, so that workers started together do not purge in lockstep
-            await asyncio.sleep(interval * random.uniform(0.8, 1.2))
-            try:
-                await self.purge()
-            except Exception as exc:
-                log.warning("secrets purge failed; will retry", error=type(exc).__name__)
