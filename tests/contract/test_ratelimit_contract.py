@@ -20,19 +20,12 @@ from bastion.core.ratelimit.redis import RedisRateLimitBackend
 from bastion.core.resilience.breaker import CircuitBreaker, State
 from bastion.core.stores.redis import connect
 from tests.conftest import eventually, free_port
+from tests.support import FakeClock
 
 FAST = Tier("fast", limit=5, window=1)
 """Five at once, then one every 0.2 s."""
 SLOW = Tier("slow", limit=5, window=3600)
 """Five at once, then one every 12 minutes: nothing refills during a test."""
-
-
-class FakeClock:
-    def __init__(self, start: float = 1_700_000_000.0) -> None:
-        self.now = start
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @dataclass

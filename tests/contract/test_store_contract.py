@@ -16,21 +16,11 @@ import pytest
 from bastion.core.stores import MemoryStore, Store, StoreUnavailable
 from bastion.core.stores.redis import RedisStore, connect
 from tests.conftest import free_port
+from tests.support import FakeClock
 
 TTL = 0.2
 """A short expiry: instant on the fake clock, a fraction of a second on Redis."""
 PAST_TTL = TTL + 0.1
-
-
-class FakeClock:
-    def __init__(self, start: float = 1000.0) -> None:
-        self.now = start
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 @dataclass

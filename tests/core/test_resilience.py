@@ -11,14 +11,7 @@ from prometheus_client import REGISTRY
 
 from bastion.core.errors import BulkheadFull, CircuitOpen
 from bastion.core.resilience import Bulkhead, CircuitBreaker, SingleFlight, State, retrying
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.support import FakeClock
 
 
 class Upstream(Exception):

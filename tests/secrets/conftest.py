@@ -24,28 +24,13 @@ from bastion.secrets.backends.base import SecretBackend
 from bastion.secrets.service import Caller, SecretsService
 from bastion.secrets.settings import SecretsSettings
 from bastion.settings import Settings
-from tests.support import principal_module
+from tests.support import FakeClock, principal_module
 
 FAST_ARGON2 = {"argon2_time_cost": 1, "argon2_memory_kib": 8}
 OPEN_LIMITS = {"secrets_create": "100000/minute", "secrets_read": "100000/minute", "general": "100000/minute"}
 BACKENDS = ["sqlite", "postgres", "redis"]
 ALICE = Caller(client="203.0.113.10", rate_key="ip:203.0.113.10")
 BOB = Caller(client="198.51.100.20", rate_key="ip:198.51.100.20")
-
-
-class FakeClock:
-    """Wall-clock seconds that move only when a test says so."""
-
-    def __init__(self) -> None:
-        # Real time at the start: Redis sets native expiries from these values (PEXPIREAT), which must
-        # lie in the future or Redis would drop the keys at once.
-        self.now = time.time()
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 @dataclass
@@ -99,7 +84,9 @@ async def stack(
     backend_kind: str, service_urls: dict[str, str], make_settings: Callable[..., Settings]
 ) -> AsyncIterator[Stack]:
     """A SecretsService over the parametrised backend, with a fake clock and an in-process lock store."""
-    clock = FakeClock()
+    # real time at the start: Redis sets native expiries from these values (PEXPIREAT), which must lie in
+    # the future or Redis would drop the keys at once
+    clock = FakeClock(start=time.time())
     settings = SecretsSettings(**FAST_ARGON2)
     ring = keyring()
     if backend_kind == "redis":
