@@ -4,12 +4,13 @@ The core never authenticates anybody itself; ``create_app`` installs the identit
 and the admission stage calls it once per request (to key rate limits on the principal) and stores
 the result on the request context. A resolver that rejects a credential (expired, revoked, a cookie
 request without its CSRF token) answers ``None`` and may :func:`refuse` the request: the guards below
-then raise that error instead of the generic 401. Route handlers take the principal as a dependency
-(:mod:`bastion.core.dependencies`) and check it with the helpers at the bottom::
+then raise that error instead of the generic 401. Route handlers read the principal from the request
+(:class:`bastion.core.dependencies.AppRequest`) and check it with the helpers at the bottom::
 
     @get("/api/things")
-    async def things(principal: RequiredPrincipal) -> list[Thing]:
-        require_scope_of(principal, "things:read")
+    async def things(request: AppRequest) -> list[Thing]:
+        principal = require_scope_of(request.principal, "things:read")
+        return await things_of(require_user(principal))        # 403 for a service principal
 """
 
 from __future__ import annotations
