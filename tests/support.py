@@ -15,6 +15,7 @@ from litestar.params import FromQuery, JSONBody
 from litestar.response import Stream
 from sqlalchemy import text
 
+from bastion.core.dependencies import AppRequest
 from bastion.core.edge.asgi import RoutePolicy
 from bastion.core.edge.routes import RouteGroup
 from bastion.core.errors import Conflict
@@ -98,9 +99,9 @@ async def auth_probe() -> dict[str, bool]:
 
 
 @get("/t/principal")
-async def principal(request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:
-    ctx = request.scope["bastion"]  # type: ignore[typeddict-item]
-    return Response({"principal": ctx.principal.rate_key if ctx.principal else None, "client": ctx.client})
+async def principal(request: AppRequest) -> Response[dict[str, Any]]:
+    found, client = request.principal_or_none, request.context.client
+    return Response({"principal": found.rate_key if found else None, "client": client})
 
 
 @get("/t/loop")

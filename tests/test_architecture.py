@@ -43,6 +43,51 @@ def test_modules_use_each_other_only_through_services():
     assert offenders == []
 
 
+def _identity_files_imported(path: Path) -> set[str]:
+    """The files of bastion.identity that ``path`` imports (``from bastion.identity import x`` counts as x)."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names = [
+                f"{node.module}.{alias.name}" if node.module == "bastion.identity" else node.module
+                for alias in node.names
+            ]
+        else:
+            continue
+        found.update(name.split(".")[2] for name in names if name.startswith("bastion.identity."))
+        found.update("__init__" for name in names if name == "bastion.identity")
+    return found
+
+
+def test_other_modules_use_identity_only_through_its_facade():
+    """Outside identity, the only identity files imported are service (the Identity facade), errors, schemas
+    and settings: no module reaches identity's parts (accounts, sessions, wiring, ...)."""
+    allowed = {"service", "errors", "schemas", "settings"}
+    offenders = []
+    for path in SRC.rglob("*.py"):
+        inside = path.relative_to(SRC).parts
+        if inside[0] == "identity" or len(inside) == 1:  # identity itself; the app, the CLI, the module list
+            continue
+        offenders.extend(
+            f"{path.relative_to(SRC)} imports identity.{name}" for name in _identity_files_imported(path) - allowed
+        )
+    assert offenders == []
+
+
+def test_routers_read_the_principal_and_context_through_the_request():
+    """No module's router reads the edge's context from the raw scope (``CONTEXT_KEY``, ``scope["bastion"]``)
+    or casts the scope: handlers use ``AppRequest.context`` / ``.principal`` / ``.principal_or_none``."""
+    offenders = []
+    for path in SRC.glob("*/router.py"):
+        text = path.read_text()
+        for marker in ("CONTEXT_KEY", 'scope["bastion"]', 'cast("Scope"', "current_principal(", "require_principal("):
+            if marker in text:
+                offenders.append(f"{path.relative_to(SRC)} uses {marker}")
+    assert offenders == []
+
+
 def test_middleware_never_uses_base_http_middleware():
     """The edge is pure ASGI: BaseHTTPMiddleware is never used anywhere."""
     uses = [str(p.relative_to(SRC)) for p in SRC.rglob("*.py") if "BaseHTTPMiddleware" in p.read_text()]

@@ -25,6 +25,7 @@ from litestar.openapi.plugins import JsonRenderPlugin
 
 from bastion import __version__
 from bastion.core import logging as core_logging
+from bastion.core.dependencies import AppRequest
 from bastion.core.edge.admission import AdmissionMiddleware
 from bastion.core.edge.asgi import ASGIApp, Receive, RequestContext, RoutePolicy, Scope, Send
 from bastion.core.edge.context import ContextMiddleware
@@ -107,6 +108,7 @@ def create_app(
             **{k: v for p in parts for k, v in p.dependencies.items()},
         },
         lifespan=[_lifespan(platform, settings, listed, parts, jobs)],
+        request_class=AppRequest,  # request.context, .principal, .principal_or_none (core/dependencies.py)
         state=State({"platform": platform, "jobs": jobs}),
         openapi_config=OpenAPIConfig(
             title="Bastion", version=__version__, path="/schema", render_plugins=[JsonRenderPlugin()]

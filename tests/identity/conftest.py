@@ -5,17 +5,19 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import Any, cast
+from typing import Any
 
 import httpx
 import pytest
-from litestar import Request, get, post
+from litestar import get, post
 
 from bastion.app import Bastion
+from bastion.core.dependencies import AppRequest
 from bastion.core.module import Module, ModuleParts
-from bastion.core.principal import require_principal, require_scope
-from bastion.identity import service as identity_service
-from bastion.identity.service import IdentityService
+from bastion.core.principal import require_scope_of
+from bastion.identity.resolver import IdentityResolver
+from bastion.identity.service import Identity
+from bastion.identity.wiring import IdentityParts
 from bastion.settings import Settings
 from tests.support import routes_module
 
@@ -25,11 +27,12 @@ FAST_ARGON = {"argon2_time_cost": 1, "argon2_memory_kib": 1024, "argon2_parallel
 PASSWORD = "correct horse battery staple"
 
 
-def _describe(request: Request[Any, Any, Any]) -> dict[str, Any]:
-    principal = require_principal(cast("Any", request.scope))
+def _describe(request: AppRequest) -> dict[str, Any]:
+    principal = request.principal
     return {
         "kind": principal.kind,
         "id": principal.id,
+        "user_id": principal.user_id,
         "roles": sorted(principal.roles),
         "scopes": sorted(principal.scopes),
         "attrs": dict(principal.attrs),
@@ -37,18 +40,18 @@ def _describe(request: Request[Any, Any, Any]) -> dict[str, Any]:
 
 
 @get("/t/id/whoami")
-async def whoami(request: Request[Any, Any, Any]) -> dict[str, Any]:
+async def whoami(request: AppRequest) -> dict[str, Any]:
     return _describe(request)
 
 
 @post("/t/id/whoami", status_code=200)
-async def whoami_post(request: Request[Any, Any, Any]) -> dict[str, Any]:
+async def whoami_post(request: AppRequest) -> dict[str, Any]:
     return _describe(request)
 
 
 @get("/t/id/kv")
-async def needs_kv_scope(request: Request[Any, Any, Any]) -> dict[str, str]:
-    return {"id": require_scope(cast("Any", request.scope), "kv").id}
+async def needs_kv_scope(request: AppRequest) -> dict[str, str]:
+    return {"id": require_scope_of(request.principal, "kv").id}
 
 
 probe_module = Module(
@@ -78,15 +81,39 @@ def identity_app(
 ) -> Callable[..., Bastion]:
     """An app with the identity module and the probe routes, on the parametrised database."""
 
-    def build(identity: dict[str, Any] | None = None, settings: Settings | None = None, **overrides: Any) -> Bastion:
+    def build(
+        identity: dict[str, Any] | None = None,
+        settings: Settings | None = None,
+        extra: tuple[Module[Any], ...] = (routes_module, probe_module),
+        **overrides: Any,
+    ) -> Bastion:
         chosen = settings or identity_settings(identity, **{**database, **overrides})
-        return make_app(chosen, extra=(routes_module, probe_module))
+        return make_app(chosen, extra=extra)
 
     return build
 
 
-def service_of(app: Bastion) -> IdentityService:
-    return identity_service.instance(app.platform)
+def service_of(app: Bastion) -> IdentityParts:
+    """The identity module's parts inside a built app (what its router is given)."""
+    parts: IdentityParts = app.litestar.dependencies["identity"].dependency()  # type: ignore[union-attr]
+    return parts
+
+
+def new_resolver(parts: IdentityParts) -> IdentityResolver:
+    """A resolver of its own over an app's identity parts (its own single-flight, the app's cache)."""
+    return IdentityResolver(
+        credentials=parts.credentials,
+        cache=parts.cache,
+        last_used=parts.last_used,
+        csrf=parts.csrf,
+        settings=parts.config,
+        lifecycle=parts.lifecycle,
+    )
+
+
+def identity_of(app: Bastion) -> Identity:
+    """The facade the identity module provides to other modules."""
+    return service_of(app).facade
 
 
 def client_for(app: Bastion, address: str = "198.51.100.7") -> httpx.AsyncClient:

@@ -5,12 +5,12 @@ from __future__ import annotations
 from bastion.core.principal import Principal
 from bastion.identity import service as identity
 from tests.conftest import serve
-from tests.identity.conftest import PASSWORD, SQLITE_ONLY, bearer, new_key, register, service_of
+from tests.identity.conftest import PASSWORD, SQLITE_ONLY, bearer, identity_of, new_key, register, service_of
 
 
 async def _owner_session(app, http) -> dict:
     """Make an owner through the service (as the command line does) and sign in as it."""
-    await service_of(app).create_user(email="owner@example.com", password=PASSWORD, role="owner")
+    await service_of(app).accounts.create_user(email="owner@example.com", password=PASSWORD, role="owner")
     response = await http.post("/auth/login", json={"email": "owner@example.com", "password": PASSWORD})
     return response.json()
 
@@ -101,7 +101,7 @@ async def test_plan_change_shows_on_cached_principals_at_once(identity_app):
         user = await register(http)
         key = await new_key(http, user["access_token"])
         assert (await http.get("/t/id/whoami", headers=bearer(key["key"]))).json()["attrs"]["plan"] == "free"
-        await identity.set_plan(app.platform, user["user"]["id"], "pro")
+        await identity_of(app).set_plan(user["user"]["id"], "pro")
         by_key = (await http.get("/t/id/whoami", headers=bearer(key["key"]))).json()
         by_session = (await http.get("/t/id/whoami", headers=bearer(user["access_token"]))).json()
     assert by_key["attrs"]["plan"] == "pro" and by_session["attrs"]["plan"] == "pro"
@@ -114,11 +114,12 @@ async def test_profile_is_the_user_behind_any_principal(identity_app):
     async with serve(app) as http:
         user = await register(http, display_name="Ada Lovelace")
         key = await new_key(http, user["access_token"])
-        key_principal = Principal(kind="api_key", id=key["id"], attrs={"user_id": user["user"]["id"]})
-        by_key = await identity.profile(app.platform, key_principal)
-        by_user = await identity.profile(app.platform, Principal(kind="user", id=user["user"]["id"]))
-        service = await identity.profile(app.platform, Principal(kind="service", id="cron"))
-        nobody = await identity.profile(app.platform, None)
+        owner_id = user["user"]["id"]
+        key_principal = Principal(kind="api_key", id=key["id"], attrs={"user_id": owner_id}, user_id=owner_id)
+        by_key = await identity_of(app).profile(key_principal)
+        by_user = await identity_of(app).profile(Principal(kind="user", id=user["user"]["id"]))
+        service = await identity_of(app).profile(Principal(kind="service", id="cron"))
+        nobody = await identity_of(app).profile(None)
     assert by_key == by_user
     assert (by_user.id, by_user.email, by_user.login, by_user.display_name, by_user.role, by_user.plan) == (
         user["user"]["id"],

@@ -13,7 +13,7 @@ from sqlalchemy import text
 from bastion.core.crypto import DecryptionError, Keyring
 from bastion.identity import service as identity_service
 from tests.conftest import serve
-from tests.identity.conftest import PASSWORD, SQLITE_ONLY, bearer, register
+from tests.identity.conftest import PASSWORD, SQLITE_ONLY, bearer, identity_of, register
 from tests.identity.fake_provider import FakeProvider
 
 
@@ -281,7 +281,7 @@ async def test_stored_provider_tokens_are_unreadable_without_the_key(oauth_app, 
                 .mappings()
                 .one()
             )
-        handed = await identity_service.oauth_access_token(app.platform, user_id, "fake")
+        handed = await identity_of(app).oauth_access_token(user_id, "fake")
     ((access, refresh),) = provider.issued.items()
     blob, refresh_blob = bytes(row["access_token"]), bytes(row["refresh_token"])
     assert access.encode() not in blob and refresh.encode() not in refresh_blob

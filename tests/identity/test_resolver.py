@@ -10,9 +10,8 @@ import pytest
 from bastion.core.edge.asgi import RequestContext
 from bastion.core.principal import Principal
 from bastion.identity.cache import CredentialCache
-from bastion.identity.resolver import IdentityResolver
 from tests.conftest import serve
-from tests.identity.conftest import SQLITE_ONLY, new_key, register, service_of
+from tests.identity.conftest import SQLITE_ONLY, new_key, new_resolver, register, service_of
 
 
 def _context(header: bytes) -> RequestContext:
@@ -28,7 +27,7 @@ async def test_concurrent_misses_share_one_database_read(identity_app, monkeypat
         key = await new_key(http, session["access_token"])
         service = service_of(app)
         calls = 0
-        original = service.resolve_api_key
+        original = service.credentials.resolve_api_key
 
         async def counted(token: str):
             nonlocal calls
@@ -36,8 +35,8 @@ async def test_concurrent_misses_share_one_database_read(identity_app, monkeypat
             await asyncio.sleep(0.05)  # a slow database: the others arrive while it runs
             return await original(token)
 
-        monkeypatch.setattr(service, "resolve_api_key", counted)
-        resolver = IdentityResolver(service)
+        monkeypatch.setattr(service.credentials, "resolve_api_key", counted)
+        resolver = new_resolver(service)
         header = f"Bearer {key['key']}".encode()
         found = await asyncio.gather(*(resolver({"method": "GET"}, _context(header)) for _ in range(50)))
     assert calls == 1
@@ -52,7 +51,7 @@ async def test_a_busy_key_is_renewed_before_its_entry_ends(identity_app):
         session = await register(http)
         key = await new_key(http, session["access_token"])
         service = service_of(app)
-        resolver = IdentityResolver(service)
+        resolver = new_resolver(service)
         header = f"Bearer {key['key']}".encode()
         await resolver({"method": "GET"}, _context(header))
         old = service.cache._entries[header]

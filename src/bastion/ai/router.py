@@ -19,7 +19,7 @@ from collections.abc import AsyncIterator
 from typing import Any, Literal, TypeVar, cast
 
 import msgspec
-from litestar import MediaType, Request, Response, get, post
+from litestar import MediaType, Response, get, post
 from litestar.background_tasks import BackgroundTask
 from litestar.di import NamedDependency
 from litestar.params import JSONBody
@@ -40,14 +40,13 @@ from bastion.ai.schemas import (
     Usage,
 )
 from bastion.ai.service import AiService, Caller, ChatStream, Result
+from bastion.core.dependencies import AppRequest
 from bastion.core.disconnect import cancel_on_disconnect
-from bastion.core.edge.asgi import CONTEXT_KEY, Receive, RequestContext, Scope
+from bastion.core.edge.asgi import Receive
 from bastion.core.errors import AppError, ShuttingDown
-from bastion.core.principal import require_principal
 from bastion.core.streaming import sse, until_shutdown
 
 T = TypeVar("T")
-AnyRequest = Request[Any, Any, Any]
 DONE = b"data: [DONE]\n\n"
 EVENT_STREAM = "text/event-stream"
 CHUNK: Literal["chat.completion.chunk"] = "chat.completion.chunk"
@@ -55,21 +54,13 @@ SSE_HEADERS = {"cache-control": "no-store", "x-accel-buffering": "no"}
 _encode = msgspec.json.Encoder().encode
 
 
-def caller_of(request: AnyRequest, service: AiService) -> Caller:
-    ctx: RequestContext = request.scope[CONTEXT_KEY]  # type: ignore[literal-required]
-    if ctx.principal is not None:
-        return Caller(ctx.principal.rate_key)
-    if not service.settings.allow_anonymous:
-        require_principal(cast("Scope", request.scope))
-    return Caller("ip:" + ctx.client)
+def caller_of(request: AppRequest, service: AiService) -> Caller:
+    # With anonymous use off, an anonymous caller gets 401 (or the refusal its resolver recorded).
+    principal = request.principal_or_none if service.settings.allow_anonymous else request.principal
+    return Caller(principal.rate_key) if principal is not None else Caller("ip:" + request.context.client)
 
 
-def _request_id(request: AnyRequest) -> str | None:
-    ctx = cast("RequestContext | None", cast("Scope", request.scope).get(CONTEXT_KEY))
-    return ctx.request_id if ctx is not None else None
-
-
-def _receive(request: AnyRequest) -> Receive:
+def _receive(request: AppRequest) -> Receive:
     return cast("Receive", request.receive)
 
 
@@ -165,7 +156,7 @@ _SHUTTING_DOWN = ShuttingDown("The server is shutting down; retry the request.")
 # handler's media type over its own, while a Response keeps its own (so the JSON answers are Responses).
 @post("/v1/chat/completions", status_code=200, media_type=EVENT_STREAM)
 async def chat_completions(
-    request: AnyRequest, data: JSONBody[ChatCompletionRequest], ai_service: NamedDependency[AiService]
+    request: AppRequest, data: JSONBody[ChatCompletionRequest], ai_service: NamedDependency[AiService]
 ) -> Response[bytes] | Stream:
     caller = caller_of(request, ai_service)
     if not data.stream:
@@ -185,11 +176,11 @@ def list_models(ai_service: NamedDependency[AiService]) -> ModelList:
 
 @post("/api/chat", status_code=200, media_type=EVENT_STREAM)
 async def chat(
-    request: AnyRequest, data: JSONBody[ChatRequest], ai_service: NamedDependency[AiService]
+    request: AppRequest, data: JSONBody[ChatRequest], ai_service: NamedDependency[AiService]
 ) -> Response[bytes] | Stream:
     caller = caller_of(request, ai_service)
     completion = ai_service.prompt_request(data.prompt, data.model)
-    request_id = _request_id(request)
+    request_id = request.context.request_id
     if data.stream and ai_service.streams(data.model):
         stream = await cancel_on_disconnect(_receive(request), ai_service.open_stream(completion, caller))
         return _sse_response(
@@ -202,7 +193,7 @@ async def chat(
 
 @post("/_spark/llm", status_code=200)
 async def spark_llm(
-    request: AnyRequest, data: JSONBody[ChatCompletionRequest], ai_service: NamedDependency[AiService]
+    request: AppRequest, data: JSONBody[ChatCompletionRequest], ai_service: NamedDependency[AiService]
 ) -> ChatCompletion:
     caller = caller_of(request, ai_service)
     work = ai_service.complete(data, caller, message_chars=ai_service.settings.spark_prompt_chars)

@@ -4,12 +4,13 @@ The core never authenticates anybody itself; ``create_app`` installs the identit
 and the admission stage calls it once per request (to key rate limits on the principal) and stores
 the result on the request context. A resolver that rejects a credential (expired, revoked, a cookie
 request without its CSRF token) answers ``None`` and may :func:`refuse` the request: the guards below
-then raise that error instead of the generic 401. Route handlers read the principal with the helpers at
-the bottom::
+then raise that error instead of the generic 401. Route handlers read the principal from the request
+(:class:`bastion.core.dependencies.AppRequest`) and check it with the helpers at the bottom::
 
     @get("/api/things")
-    async def things(request: Request) -> list[Thing]:
-        principal = require_scope(request.scope, "things:read")
+    async def things(request: AppRequest) -> list[Thing]:
+        principal = require_scope_of(request.principal, "things:read")
+        return await things_of(require_user(principal))        # 403 for a service principal
 """
 
 from __future__ import annotations
@@ -30,13 +31,27 @@ REFUSAL_KEY = "bastion.refusal"
 
 @dataclass(frozen=True, slots=True)
 class Principal:
-    """An authenticated caller. Anonymous callers have no ``Principal``; they are their client address."""
+    """An authenticated caller. Anonymous callers have no ``Principal``; they are their client address.
+
+    ``user_id`` is the user this principal acts for: a user is itself (filled in when not given), an API key
+    its owning user, a service nobody. Whatever a user owns is keyed on it, whichever credential is used.
+    """
 
     kind: PrincipalKind
     id: str
     roles: frozenset[str] = frozenset()
     scopes: frozenset[str] = frozenset()
     attrs: Mapping[str, Any] = field(default_factory=dict)
+    user_id: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind == "user":
+            if self.user_id is None:
+                object.__setattr__(self, "user_id", self.id)  # frozen: the one way to fill in a default
+            elif self.user_id != self.id:
+                raise ValueError(f"a user principal acts for itself, not for {self.user_id!r}")
+        elif self.kind == "service" and self.user_id is not None:
+            raise ValueError("a service principal acts for no user")
 
     @property
     def rate_key(self) -> str:
@@ -87,15 +102,30 @@ def require_principal(scope: Scope) -> Principal:
 
 def require_role(scope: Scope, *roles: str) -> Principal:
     """The caller if it has one of ``roles``; 401 when anonymous, 403 ``FORBIDDEN`` otherwise."""
-    principal = require_principal(scope)
+    return require_role_of(require_principal(scope), *roles)
+
+
+def require_scope(scope: Scope, needed: str) -> Principal:
+    """The caller if its credential carries ``needed`` (API keys are scoped; sessions have ``*``)."""
+    return require_scope_of(require_principal(scope), needed)
+
+
+def require_role_of(principal: Principal, *roles: str) -> Principal:
+    """``principal`` if it has one of ``roles``, else 403 ``FORBIDDEN``."""
     if not principal.has_role(*roles):
         raise Forbidden(f"This needs the {' or '.join(roles)} role.")
     return principal
 
 
-def require_scope(scope: Scope, needed: str) -> Principal:
-    """The caller if its credential carries ``needed`` (API keys are scoped; sessions have ``*``)."""
-    principal = require_principal(scope)
+def require_scope_of(principal: Principal, needed: str) -> Principal:
+    """``principal`` if its credential carries ``needed``, else 403 ``FORBIDDEN``."""
     if not principal.has_scope(needed):
         raise Forbidden(f"This credential lacks the {needed!r} scope.")
     return principal
+
+
+def require_user(principal: Principal) -> str:
+    """The user ``principal`` acts for, else 403 ``FORBIDDEN`` (a service principal acts for nobody)."""
+    if principal.user_id is None:
+        raise Forbidden("This credential does not act for a user.")
+    return principal.user_id

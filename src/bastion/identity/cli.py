@@ -21,25 +21,29 @@ import secrets
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Any, Literal, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast
 
 import click
 
 from bastion.core.errors import AppError
 from bastion.core.principal import Principal
 
+if TYPE_CHECKING:
+    from bastion.identity.wiring import IdentityParts
+
 T = TypeVar("T")
 
 
 @asynccontextmanager
-async def _service() -> AsyncIterator[Any]:
-    """The identity service over the configured database and stores, without the HTTP app."""
+async def _parts() -> AsyncIterator[IdentityParts]:
+    """Identity's parts over the configured database and stores, without the HTTP app (and without starting
+    them: a command only publishes its revocations, it does not listen)."""
     from bastion import __version__
     from bastion.cli import load_settings
     from bastion.core import logging as core_logging
     from bastion.core.module import tier_rates
     from bastion.core.platform import Platform
-    from bastion.identity.service import IdentityService
+    from bastion.identity.wiring import IdentityParts
 
     settings = load_settings()
     core_logging.configure(level="warning", json=False, stream=sys.stderr)
@@ -50,20 +54,20 @@ async def _service() -> AsyncIterator[Any]:
     from bastion.modules import MODULES
 
     platform = Platform.build(settings, version=__version__, tiers=tier_rates(settings, MODULES))
-    service = IdentityService(platform, settings)
+    parts = IdentityParts(platform, settings)
     try:
-        yield service
+        yield parts
     finally:
-        await service.close()
+        await parts.close()
         await platform.lifecycle.drain()
 
 
-def _run(work: Callable[[Any], Awaitable[T]]) -> T:
-    """Run ``work(service)``; a domain error is printed as one line and exits 1."""
+def _run(work: Callable[[IdentityParts], Awaitable[T]]) -> T:
+    """Run ``work(parts)``; a domain error is printed as one line and exits 1."""
 
     async def main() -> T:
-        async with _service() as service:
-            return await work(service)
+        async with _parts() as parts:
+            return await work(parts)
 
     try:
         return asyncio.run(main())
@@ -81,7 +85,7 @@ def users() -> None:
 @click.option("--email", default=None, help="The owner's address (default BASTION_IDENTITY__OWNER_EMAIL).")
 def create_owner(email: str | None) -> None:
     """Create the owner account on an empty database and print its password once."""
-    created = _run(lambda s: s.ensure_owner(email))
+    created = _run(lambda s: s.accounts.ensure_owner(email))
     if created is None:
         click.echo("error: accounts exist already; the owner is created only on an empty database.", err=True)
         sys.exit(1)
@@ -99,7 +103,7 @@ def create_user(email: str, role: str, plan: str, login: str | None, password_st
     """Create an account; prints a generated password once unless one is given on stdin."""
     password = sys.stdin.readline().rstrip("\n") if password_stdin else secrets.token_urlsafe(18)
     user = _run(
-        lambda s: s.create_user(
+        lambda s: s.accounts.create_user(
             email=email, password=password, login=login, role=cast("Literal['admin', 'user']", role), plan=plan
         )
     )
@@ -111,15 +115,15 @@ def create_user(email: str, role: str, plan: str, login: str | None, password_st
 @users.command("list")
 def list_users() -> None:
     """One line per account."""
-    for user in _run(lambda s: s.list_users(limit=10_000)):
+    for user in _run(lambda s: s.accounts.list_users(limit=10_000)):
         state = "disabled" if user.disabled else "active"
         click.echo(f"{user.id}  {user.email}  {user.login}  {user.role}  {user.plan}  {state}")
 
 
 def _update(email: str, **fields: Any) -> None:
-    async def work(service: Any) -> Any:
-        user = await service.find_user(email)
-        return await service.update_user(None, user.id, **fields)
+    async def work(parts: IdentityParts) -> Any:
+        user = await parts.accounts.find_user(email)
+        return await parts.accounts.update_user(None, user.id, **fields)
 
     user = _run(work)
     click.echo(f"{user.email}: {user.role}, {user.plan}, {'disabled' if user.disabled else 'active'}")
@@ -160,9 +164,9 @@ def reset_password(email: str) -> None:
     """Set a new generated password (printed once) and end every session of the account."""
     password = secrets.token_urlsafe(18)
 
-    async def work(service: Any) -> Any:
-        user = await service.find_user(email)
-        await service.set_password(user.id, password)
+    async def work(parts: IdentityParts) -> Any:
+        user = await parts.accounts.find_user(email)
+        await parts.accounts.set_password(user.id, password)
         return user
 
     user = _run(work)
@@ -175,7 +179,9 @@ def reset_password(email: str) -> None:
 @click.option("--days", type=click.IntRange(1, 90), default=7, show_default=True)
 def invite(email: str | None, role: str, days: int) -> None:
     """Print an invite token for registration (shown once)."""
-    made = _run(lambda s: s.create_invite(None, email=email, role=cast("Literal['admin', 'user']", role), days=days))
+    made = _run(
+        lambda s: s.accounts.create_invite(None, email=email, role=cast("Literal['admin', 'user']", role), days=days)
+    )
     click.echo(f"invite: {made.token}\nexpires: {made.expires_at.isoformat()}")
 
 
@@ -193,11 +199,11 @@ def keys() -> None:
 def create_key(email: str, name: str, scopes: tuple[str, ...], app: str | None, days: int | None) -> None:
     """Create a key and print it once."""
 
-    async def work(service: Any) -> Any:
-        user = await service.find_user(email)
+    async def work(parts: IdentityParts) -> Any:
+        user = await parts.accounts.find_user(email)
         # The operator acts for the user with full authority: the key's scopes are whatever is asked.
         actor = Principal(kind="user", id=user.id, roles=frozenset({"owner"}), scopes=frozenset({"*"}))
-        return await service.create_api_key(actor, name=name, scopes=scopes or ("*",), app=app, expires_in_days=days)
+        return await parts.api_keys.create(actor, name=name, scopes=scopes or ("*",), app=app, expires_in_days=days)
 
     view, token = _run(work)
     click.echo(f"key: {token}\nid: {view.id}  scopes: {','.join(view.scopes)}\n(shown once)")
@@ -208,9 +214,10 @@ def create_key(email: str, name: str, scopes: tuple[str, ...], app: str | None, 
 def list_keys(email: str | None) -> None:
     """One line per live key (never the key itself)."""
 
-    async def work(service: Any) -> list[tuple[str, Any]]:
-        people = [await service.find_user(email)] if email else await service.list_users(limit=10_000)
-        return [(u.email, k) for u in people for k in await service.list_api_keys(u.id)]
+    async def work(parts: IdentityParts) -> list[tuple[str, Any]]:
+        accounts = parts.accounts
+        people = [await accounts.find_user(email)] if email else await accounts.list_users(limit=10_000)
+        return [(u.email, k) for u in people for k in await parts.api_keys.of_user(u.id)]
 
     for owner, key in _run(work):
         used = key.last_used_at.isoformat() if key.last_used_at else "never"
@@ -221,5 +228,5 @@ def list_keys(email: str | None) -> None:
 @click.argument("key_id")
 def revoke_key(key_id: str) -> None:
     """Revoke a key; running instances refuse it at once."""
-    _run(lambda s: s.revoke_api_key(key_id.removeprefix("bsk_"), actor=None))
+    _run(lambda s: s.api_keys.revoke(key_id.removeprefix("bsk_"), actor=None))
     click.echo(f"revoked {key_id}")

@@ -1,4 +1,7 @@
-"""The identity module's descriptor: accounts, sessions, API keys, OAuth sign-in, and the principal resolver."""
+"""The identity module's descriptor: accounts, sessions, API keys, OAuth sign-in, and the principal resolver.
+
+It provides :class:`bastion.identity.service.Identity` to the modules listed after it (``ctx.require(Identity)``).
+"""
 
 from __future__ import annotations
 
@@ -22,18 +25,14 @@ def build(ctx: ModuleContext[Settings]) -> ModuleParts:
 
     from bastion.core.edge.asgi import RoutePolicy
     from bastion.core.edge.routes import RouteGroup
-    from bastion.identity import service as identity_service
-    from bastion.identity.resolver import IdentityResolver
     from bastion.identity.router import route_handlers
-    from bastion.identity.service import IdentityService
+    from bastion.identity.wiring import IdentityParts
 
-    platform, settings = ctx.platform, ctx.settings
-    service = IdentityService(platform, settings)
-    identity_service.register(platform, service)
+    parts = IdentityParts(ctx.platform, ctx.settings)
     return ModuleParts(
         route_handlers=route_handlers,
         route_groups=[
-            # Sign-in, registration and OAuth: the auth tier per address (and, in the service, per account).
+            # Sign-in, registration and OAuth: the auth tier per address (and, in signin.py, per account).
             RouteGroup("/auth", RoutePolicy(tier="auth", max_body_bytes=_SMALL_BODY)),
             # Polled by pages and called by every signed-in client: the general tier. A refresh token is
             # 256 random bits, so there is nothing to guess at these.
@@ -44,10 +43,12 @@ def build(ctx: ModuleContext[Settings]) -> ModuleParts:
             RouteGroup("/api/users", RoutePolicy(max_body_bytes=_SMALL_BODY)),
             RouteGroup("/api/invites", RoutePolicy(max_body_bytes=_SMALL_BODY)),
         ],
-        dependencies={"identity": Provide(lambda: service, use_cache=True, sync_to_thread=False)},
-        on_startup=[service.start],
-        on_close=[("identity", service.close)],  # runs before the database closes
-        principal_resolver=IdentityResolver(service),
+        # The parts, for this module's handlers; other modules get the facade (``provides``) instead.
+        dependencies={"identity": Provide(lambda: parts, use_cache=True, sync_to_thread=False)},
+        provides=[parts.facade],
+        on_startup=[parts.start],
+        on_close=[("identity", parts.close)],  # runs before the database closes
+        principal_resolver=parts.resolver,
     )
 
 

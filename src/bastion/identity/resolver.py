@@ -29,7 +29,12 @@ from bastion.identity import tokens
 from bastion.identity.errors import CsrfFailed
 
 if TYPE_CHECKING:
-    from bastion.identity.service import IdentityService, Resolution
+    from bastion.core.lifecycle import Lifecycle
+    from bastion.identity.cache import CredentialCache
+    from bastion.identity.credentials import Credentials, Resolution
+    from bastion.identity.csrf import Csrf
+    from bastion.identity.last_used import LastUsed
+    from bastion.identity.settings import IdentitySettings
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 
@@ -58,13 +63,24 @@ def cookie_value(header: bytes, name: bytes) -> bytes | None:
 
 
 class IdentityResolver:
-    def __init__(self, service: IdentityService) -> None:
-        self.service = service
-        self.cache = service.cache
-        config = service.config
-        self.access_cookie = config.cookie_access.encode()
-        self.csrf_cookie = config.cookie_csrf.encode()
-        self.csrf_header = config.csrf_header.lower().encode()
+    def __init__(
+        self,
+        *,
+        credentials: Credentials,
+        cache: CredentialCache,
+        last_used: LastUsed,
+        csrf: Csrf,
+        settings: IdentitySettings,
+        lifecycle: Lifecycle,
+    ) -> None:
+        self.credentials = credentials
+        self.cache = cache
+        self.last_used = last_used
+        self.csrf = csrf
+        self.lifecycle = lifecycle
+        self.access_cookie = settings.cookie_access.encode()
+        self.csrf_cookie = settings.cookie_csrf.encode()
+        self.csrf_header = settings.csrf_header.lower().encode()
         self._flight: SingleFlight[Resolution] = SingleFlight()
 
     async def __call__(self, scope: Scope, ctx: RequestContext) -> Principal | None:
@@ -102,7 +118,7 @@ class IdentityResolver:
             if entry.refusal is not None:
                 refuse(scope, entry.refusal())
             return None
-        self.service.touch(principal, time.time())
+        self.last_used.touch(principal, time.time())
         return principal
 
     async def _miss(self, scope: Scope, key: bytes, via: str) -> Principal | _Foreign | None:
@@ -110,7 +126,7 @@ class IdentityResolver:
         if token is None:
             return FOREIGN
         if not (token.startswith(tokens.API_KEY_PREFIX) or _is_jwt(token)):
-            found = self.service.resolve_service(token)
+            found = self.credentials.resolve_service(token)
             if found is None:
                 return FOREIGN  # left to other resolvers (and to the cookie), with nothing recorded
             self.cache.put(key, found, created=time.monotonic())
@@ -122,7 +138,7 @@ class IdentityResolver:
             if resolution.refusal is not None:
                 refuse(scope, resolution.refusal())
             return None
-        self.service.touch(principal, time.time())
+        self.last_used.touch(principal, time.time())
         return principal
 
     @staticmethod
@@ -139,9 +155,9 @@ class IdentityResolver:
     async def _lookup(self, key: bytes, token: str, via: str) -> Resolution:
         started = time.monotonic()  # before the read: an invalidation during it must win (see cache.py)
         if _is_jwt(token):
-            resolution = await self.service.resolve_access_token(token, via=via)
+            resolution = await self.credentials.resolve_access_token(token, via=via)
         else:
-            resolution = await self.service.resolve_api_key(token)
+            resolution = await self.credentials.resolve_api_key(token)
         if resolution.cacheable:
             self.cache.put(
                 key,
@@ -159,15 +175,13 @@ class IdentityResolver:
         if token is None or not (token.startswith(tokens.API_KEY_PREFIX) or _is_jwt(token)):
             return
         # A background job of the worker: cancelled at shutdown, a failure logged (and the entry then ends).
-        self.service.platform.lifecycle.spawn(
-            self._flight.do(key, lambda: self._lookup(key, token, via)), "identity-renew"
-        )
+        self.lifecycle.spawn(self._flight.do(key, lambda: self._lookup(key, token, via)), "identity-renew")
 
     def csrf_problem(self, scope: Scope, ctx: RequestContext, cookie: bytes, principal: Principal) -> str | None:
         """Why a cookie-authenticated unsafe request fails the CSRF check, or None if it passes."""
-        if ctx.origin is not None and not self.service.origin_allowed(ctx.origin, ctx.host):
+        if ctx.origin is not None and not self.csrf.origin_allowed(ctx.origin, ctx.host):
             return "This request comes from another site."
         sent = find_header(scope, self.csrf_header)
-        return self.service.csrf_problem(
+        return self.csrf.problem(
             sent, cookie_value(cookie, self.csrf_cookie), str(principal.attrs.get("session_id", ""))
         )

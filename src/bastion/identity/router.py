@@ -1,4 +1,4 @@
-"""HTTP routes of the identity module: thin handlers over :class:`IdentityService`.
+"""HTTP routes of the identity module: thin handlers over its parts (:class:`~bastion.identity.wiring.IdentityParts`).
 
     POST   /auth/register            account + session            (auth tier)
     POST   /auth/login               password sign-in             (auth tier; also 5/min per account)
@@ -19,18 +19,18 @@ from __future__ import annotations
 
 import datetime as dt
 import hmac
-from typing import Annotated, Any, cast
+from typing import Annotated
 
 import msgspec
-from litestar import Request, Response, delete, get, patch, post
+from litestar import Response, delete, get, patch, post
 from litestar.datastructures import Cookie
 from litestar.di import NamedDependency
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 from litestar.response import Redirect
 
-from bastion.core.edge.asgi import CONTEXT_KEY, RequestContext, Scope
+from bastion.core.dependencies import AppRequest
 from bastion.core.errors import MalformedBody, ValidationFailed
-from bastion.core.principal import current_principal, require_principal, require_role, require_scope
+from bastion.core.principal import require_role_of, require_scope_of, require_user
 from bastion.identity.errors import CsrfFailed, InvalidToken, RefreshRejected
 from bastion.identity.schemas import (
     AdminUserView,
@@ -47,9 +47,10 @@ from bastion.identity.schemas import (
     StatusOut,
     UserPatch,
 )
-from bastion.identity.service import IdentityService, IssuedSession, SessionMeta, owner_of, profile
+from bastion.identity.sessions import IssuedSession, SessionMeta
+from bastion.identity.wiring import IdentityParts
 
-Identity = NamedDependency[IdentityService]
+Identity = NamedDependency[IdentityParts]
 STATE_COOKIE = "bastion_oauth_state"
 
 
@@ -58,17 +59,12 @@ class PasswordChange(msgspec.Struct, forbid_unknown_fields=True):
     new_password: Annotated[str, msgspec.Meta(max_length=1024)]
 
 
-def _scope(request: Request[Any, Any, Any]) -> Scope:
-    return cast("Scope", request.scope)
-
-
-def _meta(request: Request[Any, Any, Any]) -> SessionMeta:
-    ctx: RequestContext = request.scope[CONTEXT_KEY]  # type: ignore[literal-required]
-    return SessionMeta(client=ctx.client, user_agent=request.headers.get("user-agent"))
+def _meta(request: AppRequest) -> SessionMeta:
+    return SessionMeta(client=request.context.client, user_agent=request.headers.get("user-agent"))
 
 
 def _cookie(
-    identity: IdentityService, name: str, value: str, *, max_age: int, path: str = "/", httponly: bool = True
+    identity: IdentityParts, name: str, value: str, *, max_age: int, path: str = "/", httponly: bool = True
 ) -> Cookie:
     return Cookie(
         key=name,
@@ -82,7 +78,7 @@ def _cookie(
     )
 
 
-def _session_cookies(identity: IdentityService, issued: IssuedSession) -> list[Cookie]:
+def _session_cookies(identity: IdentityParts, issued: IssuedSession) -> list[Cookie]:
     c = identity.config
     refresh_age = max(0, int((issued.refresh_expires_at - dt.datetime.now(dt.UTC)).total_seconds()))
     return [
@@ -92,7 +88,7 @@ def _session_cookies(identity: IdentityService, issued: IssuedSession) -> list[C
     ]
 
 
-def _cleared_cookies(identity: IdentityService) -> list[Cookie]:
+def _cleared_cookies(identity: IdentityParts) -> list[Cookie]:
     c = identity.config
     return [
         _cookie(identity, c.cookie_access, "", max_age=0),
@@ -102,7 +98,7 @@ def _cleared_cookies(identity: IdentityService) -> list[Cookie]:
 
 
 def _session_response(
-    identity: IdentityService, issued: IssuedSession, mode: Mode, status: int = 200
+    identity: IdentityParts, issued: IssuedSession, mode: Mode, status: int = 200
 ) -> Response[SessionOut]:
     if mode == "token":
         body = SessionOut(
@@ -126,7 +122,7 @@ def _session_response(
     )
 
 
-async def _optional_body(request: Request[Any, Any, Any], kind: type[RefreshIn]) -> RefreshIn:
+async def _optional_body(request: AppRequest, kind: type[RefreshIn]) -> RefreshIn:
     """``/auth/refresh`` and ``/auth/logout`` take an optional JSON body (cookie mode sends none)."""
     raw = await request.body()
     if not raw.strip():
@@ -139,29 +135,24 @@ async def _optional_body(request: Request[Any, Any, Any], kind: type[RefreshIn])
         raise MalformedBody("The body is not valid JSON.") from None
 
 
-def _csrf_sent(request: Request[Any, Any, Any], identity: IdentityService) -> str:
+def _csrf_sent(request: AppRequest, identity: IdentityParts) -> str:
     """Cookie mode on the refresh cookie: the Origin is ours, and the CSRF header equals the CSRF cookie
     (the service then checks that the token belongs to the refresh token's session)."""
-    ctx: RequestContext = request.scope[CONTEXT_KEY]  # type: ignore[literal-required]
-    if ctx.origin is not None and not identity.origin_allowed(ctx.origin, ctx.host):
+    ctx = request.context
+    if ctx.origin is not None and not identity.csrf.origin_allowed(ctx.origin, ctx.host):
         raise CsrfFailed("This request comes from another site.")
     sent = request.headers.get(identity.config.csrf_header)
     stored = request.cookies.get(identity.config.cookie_csrf)
     if not sent or not stored:
-        raise CsrfFailed(
-            f"Send the CSRF token (the {identity.config.cookie_csrf} cookie) in the "
-            f"{identity.config.csrf_header} header."
-        )
+        raise CsrfFailed(identity.csrf.missing())
     if not hmac.compare_digest(sent.encode(), stored.encode()):
         raise CsrfFailed("The CSRF token does not match this session.")
     return sent
 
 
 @post("/auth/register", status_code=201)
-async def register(
-    request: Request[Any, Any, Any], data: JSONBody[RegisterIn], identity: Identity
-) -> Response[SessionOut]:
-    issued = await identity.register(
+async def register(request: AppRequest, data: JSONBody[RegisterIn], identity: Identity) -> Response[SessionOut]:
+    issued = await identity.signin.register(
         email=data.email,
         password=data.password,
         login=data.login,
@@ -173,70 +164,68 @@ async def register(
 
 
 @post("/auth/login", status_code=200)
-async def login(request: Request[Any, Any, Any], data: JSONBody[LoginIn], identity: Identity) -> Response[SessionOut]:
-    issued = await identity.login(email=data.email, password=data.password, meta=_meta(request))
+async def login(request: AppRequest, data: JSONBody[LoginIn], identity: Identity) -> Response[SessionOut]:
+    issued = await identity.signin.login(email=data.email, password=data.password, meta=_meta(request))
     return _session_response(identity, issued, data.mode)
 
 
 @post("/auth/refresh", status_code=200)
-async def refresh(request: Request[Any, Any, Any], identity: Identity) -> Response[SessionOut]:
+async def refresh(request: AppRequest, identity: Identity) -> Response[SessionOut]:
     data = await _optional_body(request, RefreshIn)
     if data.refresh_token:
-        return _session_response(identity, await identity.refresh(data.refresh_token), "token")
+        return _session_response(identity, await identity.sessions.refresh(data.refresh_token), "token")
     cookie = request.cookies.get(identity.config.cookie_refresh)
     if not cookie:
         raise RefreshRejected()
-    issued = await identity.refresh(cookie, csrf=_csrf_sent(request, identity))
+    issued = await identity.sessions.refresh(cookie, csrf=_csrf_sent(request, identity))
     return _session_response(identity, issued, "cookie")
 
 
 @post("/auth/logout", status_code=204)
-async def logout(request: Request[Any, Any, Any], identity: Identity) -> Response[None]:
+async def logout(request: AppRequest, identity: Identity) -> Response[None]:
     """End the session of the refresh token (body or cookie) or of the access token; always clears cookies."""
     data = await _optional_body(request, RefreshIn)
     session_id: str | None = None
     cookie = request.cookies.get(identity.config.cookie_refresh)
     if data.refresh_token:
-        session_id = await identity.session_of_refresh(data.refresh_token)
+        session_id = await identity.sessions.session_of_refresh(data.refresh_token)
     elif cookie:
         sent = _csrf_sent(request, identity)
-        session_id = await identity.session_of_refresh(cookie)
-        if session_id is not None and not identity.signer.csrf_valid(session_id, sent):
+        session_id = await identity.sessions.session_of_refresh(cookie)
+        if session_id is not None and not identity.csrf.valid(session_id, sent):
             raise CsrfFailed("The CSRF token does not match this session.")
     else:
-        principal = require_principal(_scope(request))
+        principal = request.principal
         found = principal.attrs.get("session_id") if principal.kind == "user" else None
         session_id = found if isinstance(found, str) else None
     if session_id is not None:
-        await identity.revoke_session(session_id, reason="logout")
+        await identity.sessions.revoke_session(session_id, reason="logout")
     return Response(None, status_code=204, cookies=_cleared_cookies(identity))
 
 
 @post("/auth/password", status_code=204)
-async def change_password(
-    request: Request[Any, Any, Any], data: JSONBody[PasswordChange], identity: Identity
-) -> Response[None]:
-    principal = require_principal(_scope(request))
+async def change_password(request: AppRequest, data: JSONBody[PasswordChange], identity: Identity) -> Response[None]:
+    principal = request.principal
     if principal.kind != "user":
         raise InvalidToken("Change a password from a signed-in session, not with an API key.")
-    await identity.change_password(principal.id, data.current_password, data.new_password)
+    await identity.accounts.change_password(principal.id, data.current_password, data.new_password)
     return Response(None, status_code=204, cookies=_cleared_cookies(identity))
 
 
 @get("/auth/status")
-async def status(request: Request[Any, Any, Any], identity: Identity) -> Response[StatusOut]:
-    principal = current_principal(_scope(request))
+async def status(request: AppRequest, identity: Identity) -> Response[StatusOut]:
+    principal = request.principal_or_none
     if principal is None:
         return Response(StatusOut(authenticated=False))
-    user = await profile(identity.platform, principal)
+    user = await identity.facade.profile(principal)
     csrf: str | None = None
     cookies: list[Cookie] = []
     session_id = principal.attrs.get("session_id")
     if principal.attrs.get("auth") == "cookie" and isinstance(session_id, str):
         # The current CSRF cookie if it is this session's (other tabs hold it); else a new one.
         csrf = request.cookies.get(identity.config.cookie_csrf)
-        if not csrf or not identity.signer.csrf_valid(session_id, csrf):
-            csrf = identity.signer.csrf_token(session_id)
+        if not csrf or not identity.csrf.valid(session_id, csrf):
+            csrf = identity.csrf.token(session_id)
             cookies.append(
                 _cookie(
                     identity,
@@ -252,22 +241,22 @@ async def status(request: Request[Any, Any, Any], identity: Identity) -> Respons
     )
 
 
-def _redirect_uri(request: Request[Any, Any, Any], identity: IdentityService, provider: str) -> str:
+def _redirect_uri(request: AppRequest, identity: IdentityParts, provider: str) -> str:
     base = identity.config.public_url or str(request.base_url)
     return base.rstrip("/") + f"/auth/callback/{provider}"
 
 
 @get("/auth/login/{provider:str}")
 async def oauth_login(
-    request: Request[Any, Any, Any],
+    request: AppRequest,
     provider: FromPath[str],
     identity: Identity,
     next_path: Annotated[str | None, QueryParameter(name="next")] = None,
     invite: FromQuery[str | None] = None,
 ) -> Redirect:
-    principal = current_principal(_scope(request))
+    principal = request.principal_or_none
     link = principal.id if principal is not None and principal.kind == "user" else None
-    url, state = await identity.oauth_begin(
+    url, state = await identity.signin.oauth_begin(
         provider,
         redirect_uri=_redirect_uri(request, identity, provider),
         next_path=next_path,
@@ -283,14 +272,14 @@ async def oauth_login(
 
 @get("/auth/callback/{provider:str}")
 async def oauth_callback(
-    request: Request[Any, Any, Any],
+    request: AppRequest,
     provider: FromPath[str],
     identity: Identity,
     code: FromQuery[str | None] = None,
     returned_state: Annotated[str | None, QueryParameter(name="state")] = None,
     error: FromQuery[str | None] = None,
 ) -> Redirect:
-    issued, target = await identity.oauth_complete(
+    issued, target = await identity.signin.oauth_complete(
         provider,
         state=returned_state,
         bound_state=request.cookies.get(STATE_COOKIE),
@@ -306,51 +295,53 @@ async def oauth_callback(
 
 
 @post("/api/keys", status_code=201)
-async def create_key(request: Request[Any, Any, Any], data: JSONBody[ApiKeyIn], identity: Identity) -> ApiKeyCreated:
-    principal = require_scope(_scope(request), "keys")
-    view, token = await identity.create_api_key(
+async def create_key(request: AppRequest, data: JSONBody[ApiKeyIn], identity: Identity) -> ApiKeyCreated:
+    principal = require_scope_of(request.principal, "keys")
+    view, token = await identity.api_keys.create(
         principal, name=data.name, scopes=data.scopes, app=data.app, expires_in_days=data.expires_in_days
     )
     return ApiKeyCreated(**msgspec.structs.asdict(view), key=token)
 
 
 @get("/api/keys")
-async def list_keys(request: Request[Any, Any, Any], identity: Identity) -> list[ApiKeyOut]:
-    principal = require_scope(_scope(request), "keys")
-    return await identity.list_api_keys(owner_of(principal))
+async def list_keys(request: AppRequest, identity: Identity) -> list[ApiKeyOut]:
+    principal = require_scope_of(request.principal, "keys")
+    return await identity.api_keys.of_user(require_user(principal))
 
 
 @delete("/api/keys/{key_id:str}", status_code=204)
-async def revoke_key(request: Request[Any, Any, Any], key_id: FromPath[str], identity: Identity) -> None:
-    principal = require_scope(_scope(request), "keys")
-    await identity.revoke_api_key(key_id, actor=principal)
+async def revoke_key(request: AppRequest, key_id: FromPath[str], identity: Identity) -> None:
+    principal = require_scope_of(request.principal, "keys")
+    await identity.api_keys.revoke(key_id, actor=principal)
 
 
 @get("/api/users")
 async def list_users(
-    request: Request[Any, Any, Any],
+    request: AppRequest,
     identity: Identity,
     limit: FromQuery[Annotated[int, msgspec.Meta(ge=1, le=500)]] = 100,
     offset: FromQuery[Annotated[int, msgspec.Meta(ge=0)]] = 0,
 ) -> list[AdminUserView]:
-    require_role(_scope(request), "owner", "admin")
-    return await identity.list_users(limit=limit, offset=offset)
+    require_role_of(request.principal, "owner", "admin")
+    return await identity.accounts.list_users(limit=limit, offset=offset)
 
 
 @patch("/api/users/{user_id:str}")
 async def update_user(
-    request: Request[Any, Any, Any], user_id: FromPath[str], data: JSONBody[UserPatch], identity: Identity
+    request: AppRequest, user_id: FromPath[str], data: JSONBody[UserPatch], identity: Identity
 ) -> AdminUserView:
-    actor = require_role(_scope(request), "owner", "admin")
-    return await identity.update_user(actor, user_id, role=data.role, plan=data.plan, disabled=data.disabled)
+    actor = require_role_of(request.principal, "owner", "admin")
+    return await identity.accounts.update_user(actor, user_id, role=data.role, plan=data.plan, disabled=data.disabled)
 
 
 @post("/api/invites", status_code=201)
-async def create_invite(request: Request[Any, Any, Any], data: JSONBody[InviteIn], identity: Identity) -> InviteOut:
-    actor = require_role(_scope(request), "owner", "admin")
+async def create_invite(request: AppRequest, data: JSONBody[InviteIn], identity: Identity) -> InviteOut:
+    actor = require_role_of(request.principal, "owner", "admin")
     if data.role == "admin":
-        require_role(_scope(request), "owner")
-    return await identity.create_invite(owner_of(actor), email=data.email, role=data.role, days=data.expires_in_days)
+        require_role_of(actor, "owner")
+    return await identity.accounts.create_invite(
+        require_user(actor), email=data.email, role=data.role, days=data.expires_in_days
+    )
 
 
 route_handlers = [

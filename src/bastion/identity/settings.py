@@ -191,6 +191,12 @@ class IdentitySettings(BaseModel):
     def secure_cookies(self, production: bool) -> bool:
         return production if self.cookie_secure is None else self.cookie_secure
 
+    def plan_limits(self, plan: str) -> PlanLimits:
+        """The limits of ``plan`` as configured (``BASTION_IDENTITY__PLANS__<PLAN>__<LIMIT>``); an unknown plan
+        gets the free plan's."""
+        found: PlanLimits = getattr(self.plans, plan, None) or self.plans.free
+        return found
+
     def problems(self, production: bool) -> list[Problem]:
         """Unsafe identity settings: errors in production, warnings in development (as the core's)."""
         severity: Literal["error", "warning"] = "error" if production else "warning"

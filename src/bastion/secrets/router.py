@@ -12,15 +12,14 @@ from __future__ import annotations
 
 from typing import Annotated, Any, cast
 
-from litestar import Request, delete, get, post
+from litestar import delete, get, post
 from litestar.di import NamedDependency
 from litestar.middleware import DefineMiddleware
 from litestar.params import FromPath, HeaderParameter, JSONBody
 
-from bastion.core.edge.asgi import CONTEXT_KEY, RequestContext, Scope
+from bastion.core.dependencies import AppRequest
 from bastion.core.errors import Forbidden
 from bastion.core.idempotency import IdempotencyMiddleware
-from bastion.core.principal import Principal, require_principal
 from bastion.secrets.schemas import (
     CreatedSecret,
     CreateSecretRequest,
@@ -37,35 +36,24 @@ _IDEMPOTENT = DefineMiddleware(cast("Any", IdempotencyMiddleware))
 DeleteToken = Annotated[str | None, HeaderParameter(name="X-Delete-Token", max_length=128)]
 
 
-def owner_of(principal: Principal | None) -> str | None:
-    """The user a signed-in caller acts for: a user session, or an API key's owning user."""
-    if principal is None:
-        return None
-    if principal.kind == "user":
-        return principal.id
-    if principal.kind == "api_key" and principal.attrs.get("user_id") is not None:
-        return str(principal.attrs["user_id"])
-    return None
-
-
-def caller_of(request: Request[Any, Any, Any]) -> Caller:
-    ctx: RequestContext = request.scope[CONTEXT_KEY]  # type: ignore[literal-required]
+def caller_of(request: AppRequest) -> Caller:
+    ctx = request.context
     principal = ctx.principal
     return Caller(
         client=ctx.client,
         rate_key=principal.rate_key if principal else "ip:" + ctx.client,
-        owner_id=owner_of(principal),
+        owner_id=principal.user_id if principal else None,
     )
 
 
-def _base_url(request: Request[Any, Any, Any], service: SecretsService) -> str:
+def _base_url(request: AppRequest, service: SecretsService) -> str:
     configured = service.settings.public_url
     return configured if configured else str(request.base_url)
 
 
 @post("/api/secrets", status_code=201, middleware=[_IDEMPOTENT])
 async def create_secret(
-    request: Request[Any, Any, Any],
+    request: AppRequest,
     data: JSONBody[CreateSecretRequest],
     secrets_service: NamedDependency[SecretsService],
 ) -> CreatedSecret:
@@ -79,7 +67,7 @@ async def secret_metadata(secret_id: FromPath[str], secrets_service: NamedDepend
 
 @post("/api/secrets/{secret_id:str}/reveal", status_code=200)
 async def reveal_secret(
-    request: Request[Any, Any, Any],
+    request: AppRequest,
     secret_id: FromPath[str],
     secrets_service: NamedDependency[SecretsService],
     data: JSONBody[RevealRequest | None] = None,
@@ -90,7 +78,7 @@ async def reveal_secret(
 
 @delete("/api/secrets/{secret_id:str}", status_code=204)
 async def burn_secret(
-    request: Request[Any, Any, Any],
+    request: AppRequest,
     secret_id: FromPath[str],
     secrets_service: NamedDependency[SecretsService],
     delete_token: DeleteToken = None,
@@ -100,7 +88,7 @@ async def burn_secret(
 
 @get("/api/secrets/{secret_id:str}/audit")
 async def secret_audit(
-    request: Request[Any, Any, Any],
+    request: AppRequest,
     secret_id: FromPath[str],
     secrets_service: NamedDependency[SecretsService],
     delete_token: DeleteToken = None,
@@ -109,10 +97,8 @@ async def secret_audit(
 
 
 @get("/api/secrets")
-async def list_secrets(
-    request: Request[Any, Any, Any], secrets_service: NamedDependency[SecretsService]
-) -> list[OwnedSecret]:
-    owner = owner_of(require_principal(cast("Scope", request.scope)))
+async def list_secrets(request: AppRequest, secrets_service: NamedDependency[SecretsService]) -> list[OwnedSecret]:
+    owner = request.principal.user_id
     if owner is None:
         raise Forbidden("Only a user (or a user's API key) owns secrets.")
     return await secrets_service.owned(owner)

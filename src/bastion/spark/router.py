@@ -15,35 +15,31 @@ same, so the key is taken from the undecoded ``raw_path`` and percent-decoded ex
 
 from __future__ import annotations
 
-from typing import Any, cast
 from urllib.parse import unquote_to_bytes
 
 import msgspec
-from litestar import Request, Response, delete, get, post
+from litestar import Response, delete, get, post
 from litestar.di import NamedDependency
 from litestar.params import FromPath, FromQuery
 
-from bastion.core.edge.asgi import Scope
+from bastion.core.dependencies import AppRequest
 from bastion.core.errors import MalformedBody
-from bastion.core.principal import current_principal, require_principal
 from bastion.spark.errors import InvalidKey
 from bastion.spark.schemas import Loaded, SparkUser
 from bastion.spark.service import KvService, Namespace, namespace_of, record_load, user_of
 
-AnyRequest = Request[Any, Any, Any]
 KV_PATH = "/_spark/kv"
 _KV_PREFIX = (KV_PATH + "/").encode()
 _decode_loaded = msgspec.json.Decoder(Loaded).decode
 
 
-def _space(request: AnyRequest, kv: KvService, collection: str | None) -> Namespace:
-    principal = current_principal(cast("Scope", request.scope))
-    if principal is None and not kv.settings.allow_anonymous:
-        require_principal(cast("Scope", request.scope))
+def _space(request: AppRequest, kv: KvService, collection: str | None) -> Namespace:
+    # With anonymous use off, an anonymous caller gets 401 (or the refusal its resolver recorded).
+    principal = request.principal_or_none if kv.settings.allow_anonymous else request.principal
     return namespace_of(principal, kv.settings, collection)
 
 
-def _key(request: AnyRequest, routed: str) -> str:
+def _key(request: AppRequest, routed: str) -> str:
     raw = request.scope.get("raw_path")
     if isinstance(raw, bytes) and raw.startswith(_KV_PREFIX):
         try:
@@ -55,14 +51,14 @@ def _key(request: AnyRequest, routed: str) -> str:
 
 @get(KV_PATH)
 async def kv_keys(
-    request: AnyRequest, spark_kv: NamedDependency[KvService], collection: FromQuery[str | None] = None
+    request: AppRequest, spark_kv: NamedDependency[KvService], collection: FromQuery[str | None] = None
 ) -> list[str]:
     return await spark_kv.keys(_space(request, spark_kv, collection))
 
 
 @get(KV_PATH + "/{key:path}")
 async def kv_get(
-    request: AnyRequest,
+    request: AppRequest,
     key: FromPath[str],
     spark_kv: NamedDependency[KvService],
     collection: FromQuery[str | None] = None,
@@ -73,7 +69,7 @@ async def kv_get(
 
 @post(KV_PATH + "/{key:path}", status_code=204)
 async def kv_set(
-    request: AnyRequest,
+    request: AppRequest,
     key: FromPath[str],
     spark_kv: NamedDependency[KvService],
     collection: FromQuery[str | None] = None,
@@ -85,7 +81,7 @@ async def kv_set(
 
 @delete(KV_PATH + "/{key:path}", status_code=204)
 async def kv_delete(
-    request: AnyRequest,
+    request: AppRequest,
     key: FromPath[str],
     spark_kv: NamedDependency[KvService],
     collection: FromQuery[str | None] = None,
@@ -94,12 +90,12 @@ async def kv_delete(
 
 
 @get("/_spark/user", sync_to_thread=False)
-def spark_user(request: AnyRequest) -> SparkUser:
-    return user_of(require_principal(cast("Scope", request.scope)))
+def spark_user(request: AppRequest) -> SparkUser:
+    return user_of(request.principal)
 
 
 @post("/_spark/loaded", status_code=204)
-async def spark_loaded(request: AnyRequest) -> None:
+async def spark_loaded(request: AppRequest) -> None:
     try:
         loaded = _decode_loaded(await request.body() or b"{}")
     except msgspec.DecodeError:

@@ -1,0 +1,64 @@
+"""What identity accepts as input, in canonical form: email addresses, logins, redirect targets."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+from bastion.identity.errors import InvalidAccountData
+
+_EMAIL_LOCAL = re.compile(r"^[a-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[a-z0-9!#$%&'*+/=?^_`{|}~-]+)*$")
+_DOMAIN_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+_LOGIN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,38}$")
+
+
+def normalise_email(raw: str) -> str:
+    """The canonical form of an address: NFC, trimmed, lower-cased, and syntactically valid.
+
+    Hand-rolled (a pragmatic subset of RFC 5321: dot-atom local part, IDNA domain): email-validator would be
+    a new dependency for a dozen lines, and its deliverability (DNS) checks do not belong on a login path.
+    """
+    text = unicodedata.normalize("NFC", raw).strip().lower()
+    local, at, domain = text.rpartition("@")
+    if not at or len(local) > 64 or not _EMAIL_LOCAL.match(local):
+        raise InvalidAccountData("email", "This is not a valid email address.")
+    try:
+        ascii_domain = domain.encode("idna").decode("ascii")
+    except UnicodeError:
+        raise InvalidAccountData("email", "This is not a valid email address.") from None
+    if len(ascii_domain) > 253 or not all(_DOMAIN_LABEL.match(label) for label in ascii_domain.split(".")):
+        raise InvalidAccountData("email", "This is not a valid email address.")
+    return f"{local}@{domain}"
+
+
+def loose_email(raw: str) -> str:
+    """An address as a sign-in attempt is keyed on: canonical when valid, else only folded (never an error,
+    so a malformed address costs the same work as a wrong password)."""
+    try:
+        return normalise_email(raw)
+    except InvalidAccountData:
+        return unicodedata.normalize("NFC", raw).strip().lower()
+
+
+def normalise_login(raw: str) -> str:
+    login = raw.strip().lower()
+    if not _LOGIN.match(login):
+        raise InvalidAccountData(
+            "login", "1-39 characters: letters, digits, '-' and '_', starting with a letter or digit."
+        )
+    return login
+
+
+def login_from(hint: str | None) -> str:
+    """A login suggested by a provider login or an email's local part, made valid."""
+    text = re.sub(r"[^a-z0-9_-]+", "-", (hint or "").lower()).strip("-_")[:39]
+    return text if text and _LOGIN.match(text) else "user"
+
+
+def safe_next(value: str | None, default: str) -> str:
+    """A post-sign-in redirect target: only a local path (no scheme, no ``//host``), else the default."""
+    if not value or len(value) > 512 or not value.startswith("/") or value.startswith("//") or "\\" in value:
+        return default
+    if any(ord(ch) < 0x20 for ch in value):
+        return default
+    return value
