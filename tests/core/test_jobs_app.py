@@ -49,7 +49,7 @@ async def _ran(app: Bastion, name: str, runs: int = 1) -> None:
 
 
 async def _admin_token(app: Bastion, http: Any) -> str:
-    await service_of(app).create_user(email="admin@example.com", password=PASSWORD, role="admin")
+    await service_of(app).accounts.create_user(email="admin@example.com", password=PASSWORD, role="admin")
     response = await http.post("/auth/login", json={"email": "admin@example.com", "password": PASSWORD})
     token: str = response.json()["access_token"]
     return token
