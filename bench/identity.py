@@ -87,7 +87,7 @@ async def _inproc(rounds: int, requests: int) -> dict[str, list[float]]:
     from asgi_lifespan import LifespanManager
 
     from bastion.core.principal import Principal
-    from bastion.identity import service as identity
+    from bastion.identity.sessions import SessionMeta
 
     sys.path.insert(0, str(APPS_DIR))
     from bastion_hello import app  # the app reads the BASTION_* environment set by the caller
@@ -100,12 +100,12 @@ async def _inproc(rounds: int, requests: int) -> dict[str, list[float]]:
             raise RuntimeError(f"status {message['status']}")
 
     async with LifespanManager(app):
-        service = identity.instance(app.platform)
-        user = await service.create_user(email=EMAIL, password=PASSWORD)
-        _, key = await service.create_api_key(
+        parts = app.litestar.dependencies["identity"].dependency()  # the identity module's parts
+        user = await parts.accounts.create_user(email=EMAIL, password=PASSWORD)
+        _, key = await parts.api_keys.create(
             Principal("user", user.id, frozenset({"user"}), frozenset({"*"})), name="bench"
         )
-        token = (await service.login(email=EMAIL, password=PASSWORD, meta=identity.SessionMeta())).access_token
+        token = (await parts.signin.login(email=EMAIL, password=PASSWORD, meta=SessionMeta())).access_token
         kinds = {"anonymous": None, "api_key": key, "access_token": token}
         runs: dict[str, list[float]] = {name: [] for name in kinds}
 

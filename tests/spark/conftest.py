@@ -38,6 +38,7 @@ class SparkResolver:
                 kind="api_key",
                 id=f"k{user}{app}",
                 roles=frozenset({"user"}),
+                user_id=user,
                 attrs=types.MappingProxyType(
                     {"app": app, "user_id": user, "login": user, "email": f"{user}@example.com", "avatar_url": None}
                 ),

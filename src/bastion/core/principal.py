@@ -100,16 +100,6 @@ def require_principal(scope: Scope) -> Principal:
     return principal
 
 
-def require_role(scope: Scope, *roles: str) -> Principal:
-    """The caller if it has one of ``roles``; 401 when anonymous, 403 ``FORBIDDEN`` otherwise."""
-    return require_role_of(require_principal(scope), *roles)
-
-
-def require_scope(scope: Scope, needed: str) -> Principal:
-    """The caller if its credential carries ``needed`` (API keys are scoped; sessions have ``*``)."""
-    return require_scope_of(require_principal(scope), needed)
-
-
 def require_role_of(principal: Principal, *roles: str) -> Principal:
     """``principal`` if it has one of ``roles``, else 403 ``FORBIDDEN``."""
     if not principal.has_role(*roles):

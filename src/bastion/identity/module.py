@@ -25,6 +25,7 @@ def build(ctx: ModuleContext[Settings]) -> ModuleParts:
 
     from bastion.core.edge.asgi import RoutePolicy
     from bastion.core.edge.routes import RouteGroup
+    from bastion.core.jobs.spec import Periodic
     from bastion.identity.router import route_handlers
     from bastion.identity.wiring import IdentityParts
 
@@ -46,6 +47,16 @@ def build(ctx: ModuleContext[Settings]) -> ModuleParts:
         # The parts, for this module's handlers; other modules get the facade (``provides``) instead.
         dependencies={"identity": Provide(lambda: parts, use_cache=True, sync_to_thread=False)},
         provides=[parts.facade],
+        jobs=[
+            # last-used times are batched in each worker's memory: every worker writes its own
+            Periodic(
+                name="identity.flush-touches",
+                every=ctx.settings.identity.touch_interval_seconds,
+                run=parts.flush_touches,
+                record_success=False,
+            ),
+            Periodic(name="identity.purge-sessions", every=3600.0, run=parts.purge_expired, once_per_cluster=True),
+        ],
         on_startup=[parts.start],
         on_close=[("identity", parts.close)],  # runs before the database closes
         principal_resolver=parts.resolver,

@@ -13,7 +13,6 @@ resolver's cache listens to it.
 from __future__ import annotations
 
 import asyncio
-import time
 from typing import TYPE_CHECKING
 
 from bastion.core.passwords import Passwords
@@ -27,7 +26,6 @@ from bastion.identity.bus import Bus, LocalBus, PostgresBus, RedisBus
 from bastion.identity.cache import CredentialCache
 from bastion.identity.credentials import Credentials
 from bastion.identity.csrf import Csrf
-from bastion.identity.events import log
 from bastion.identity.last_used import LastUsed
 from bastion.identity.oauth import OAuthProvider
 from bastion.identity.resolver import IdentityResolver
@@ -40,8 +38,6 @@ if TYPE_CHECKING:
     from bastion.core.platform import Platform
     from bastion.identity.settings import IdentitySettings
     from bastion.settings import Settings
-
-PURGE_SECONDS = 3600.0
 
 
 class IdentityParts:
@@ -97,10 +93,9 @@ class IdentityParts:
         """The first-run owner creation, running in the background after start-up (None when off)."""
 
     async def start(self) -> None:
-        """Subscribe to revocations, start the batched writes and the hourly purge, and (on an empty
-        database) the first-run owner bootstrap. The CLI does not call it: it only publishes."""
+        """Subscribe to revocations and (on an empty database) start the first-run owner bootstrap. The CLI
+        does not call it: it only publishes. The batched writes and the purge are the module's declared jobs."""
         await self.bus.start()
-        self.lifecycle.spawn(self._maintain_forever(), "identity-maintenance")
         if self.config.bootstrap_owner:
             self.bootstrap = self.lifecycle.spawn(self.accounts.bootstrap(), "identity-bootstrap")
 
@@ -110,7 +105,7 @@ class IdentityParts:
         for provider in self.providers.values():
             await provider.close()
 
-    # -- background work: two steps, each a job once the core runs declared jobs ---------------------------
+    # -- background work: the module's declared jobs (module.py) -------------------------------------------
 
     async def flush_touches(self) -> None:
         """Write the batched last-used times of keys and last-seen times of users."""
@@ -119,19 +114,6 @@ class IdentityParts:
     async def purge_expired(self) -> int:
         """Delete ended sessions and expired invites (see :meth:`Sessions.purge_ended`); how many sessions."""
         return await self.sessions.purge_ended()
-
-    async def _maintain_forever(self) -> None:
-        """Write last-used times every ``touch_interval_seconds``; purge ended sessions every hour."""
-        next_purge = time.monotonic() + 60.0
-        while True:
-            await asyncio.sleep(self.config.touch_interval_seconds)
-            await self.flush_touches()
-            if time.monotonic() >= next_purge:
-                next_purge = time.monotonic() + PURGE_SECONDS
-                try:
-                    await self.purge_expired()
-                except Exception as exc:  # a later round tries again
-                    log.warning("purge of ended sessions failed", error=type(exc).__name__)
 
 
 def _signing_keys(config: IdentitySettings, keyring: Keyring) -> list[bytes]:

@@ -60,17 +60,16 @@ def namespace_of(principal: Principal | None, settings: SparkSettings, collectio
 
 
 def user_of(principal: Principal) -> SparkUser:
-    """``/_spark/user`` for a principal, from what its credential carries (identity fills these attributes:
-    email, login and avatar_url; an API key carries its owner's ``user_id``)."""
+    """``/_spark/user`` for a principal: the user it acts for (an API key, its owner), with what its credential
+    carries (identity fills these attributes: email, login and avatar_url)."""
     attrs = principal.attrs
-    user_id = attrs.get("user_id") if principal.kind == "api_key" else None
-    login = attrs.get("login")
+    ident = principal.user_id or principal.id
     return SparkUser(
         avatarUrl=_text(attrs.get("avatar_url")),
         email=_text(attrs.get("email")),
-        id=str(user_id or principal.id),
+        id=ident,
         isOwner=principal.has_role("owner"),
-        login=_text(login) or str(user_id or principal.id),
+        login=_text(attrs.get("login")) or ident,
     )
 
 

@@ -10,17 +10,18 @@ is the only field that is this worker's own. ``error`` is an exception class nam
 from __future__ import annotations
 
 import datetime as dt
-from typing import TYPE_CHECKING, Annotated, Any, Literal, cast
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import msgspec
-from litestar import Request, Router, get
+from litestar import Router, get
 from litestar.params import FromPath, QueryParameter
 
-from bastion.core.edge.asgi import RoutePolicy, Scope
+from bastion.core.dependencies import AppRequest
+from bastion.core.edge.asgi import RoutePolicy
 from bastion.core.edge.routes import RouteGroup
 from bastion.core.errors import NotFound
 from bastion.core.jobs.spec import Cron, Periodic
-from bastion.core.principal import require_role
+from bastion.core.principal import require_role_of
 
 if TYPE_CHECKING:
     from bastion.core.jobs.runlog import Run
@@ -63,14 +64,14 @@ class JobView(msgspec.Struct, kw_only=True):
     last_failure: JobRunView | None
 
 
-def _runner(request: Request[Any, Any, Any]) -> JobRunner:
-    require_role(cast("Scope", request.scope), "owner", "admin")
+def _runner(request: AppRequest) -> JobRunner:
+    require_role_of(request.principal, "owner", "admin")
     runner: JobRunner = request.app.state.jobs
     return runner
 
 
 @get("/admin/jobs")
-async def list_jobs(request: Request[Any, Any, Any]) -> list[JobView]:
+async def list_jobs(request: AppRequest) -> list[JobView]:
     """Every declared job, with its latest run, success and failure from the run log."""
     runner = _runner(request)
     summaries = await runner.run_log.summaries(runner.jobs) if runner.run_log is not None else {}
@@ -101,7 +102,7 @@ async def list_jobs(request: Request[Any, Any, Any]) -> list[JobView]:
 
 @get("/admin/jobs/{name:str}/runs")
 async def job_runs(
-    request: Request[Any, Any, Any],
+    request: AppRequest,
     name: FromPath[str],
     limit: Annotated[int, QueryParameter(ge=1, le=200)] = 20,
 ) -> list[JobRunView]:
