@@ -85,7 +85,7 @@ def postgres_server() -> str:
 
 
 async def _admin(url: str, sql: str) -> None:
-    import asyncpg
+    import asyncpg  # type: ignore[import-untyped]
 
     parts = urlsplit(url.replace("+asyncpg", ""))
     conn = await asyncpg.connect(
@@ -128,7 +128,7 @@ def make_settings(tmp_path: Path) -> Callable[..., Settings]:
             "log_format": "json",
         }
         values.update(overrides)
-        return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+        return Settings(_env_file=None, **values)
 
     return build
 

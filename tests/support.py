@@ -6,11 +6,12 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections.abc import AsyncIterator
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 import msgspec
 from litestar import Request, Response, get, post
 from litestar.di import NamedDependency
+from litestar.middleware import DefineMiddleware
 from litestar.params import FromQuery, JSONBody
 from litestar.response import Stream
 from sqlalchemy import text
@@ -32,6 +33,8 @@ class Echo(msgspec.Struct):
 
 
 _counter = itertools.count(1)
+# a pure ASGI middleware class, which Litestar's middleware typing does not describe
+_IDEMPOTENT = DefineMiddleware(cast("Any", IdempotencyMiddleware))
 
 
 @get("/t/slow")
@@ -72,12 +75,12 @@ async def conflict() -> None:
     raise Conflict("That already exists.")
 
 
-@post("/t/idem", status_code=201, middleware=[IdempotencyMiddleware])
+@post("/t/idem", status_code=201, middleware=[_IDEMPOTENT])
 async def idem(data: JSONBody[Echo]) -> dict[str, Any]:
     return {"name": data.name, "serial": next(_counter)}
 
 
-@post("/t/idem-fail", status_code=201, middleware=[IdempotencyMiddleware])
+@post("/t/idem-fail", status_code=201, middleware=[_IDEMPOTENT])
 async def idem_fail(data: JSONBody[Echo]) -> dict[str, Any]:
     raise RuntimeError("fails")
 
@@ -147,8 +150,10 @@ class HeaderResolver:
         return None
 
 
-routes_module = Module(name="test", build=_routes)
-principal_module = Module(name="test-principals", build=lambda _ctx: ModuleParts(principal_resolver=HeaderResolver()))
+routes_module: Module[Any] = Module(name="test", build=_routes)
+principal_module: Module[Any] = Module(
+    name="test-principals", build=lambda _ctx: ModuleParts(principal_resolver=HeaderResolver())
+)
 
 
 class FakeClock:

@@ -136,7 +136,7 @@ def test_every_route_belongs_to_a_declared_route_group(tmp_path):
     from bastion.core.edge.routes import RouteTable
     from bastion.settings import Settings
 
-    app = create_app(Settings(_env_file=None, data_dir=tmp_path))  # type: ignore[call-arg]
+    app = create_app(Settings(_env_file=None, data_dir=tmp_path))
     undeclared = RoutePolicy(tier="undeclared")
     table = RouteTable(app.route_groups, default=undeclared)
     orphans = []
@@ -161,7 +161,8 @@ def _error_classes() -> list[type]:
             importlib.import_module(info.name)
 
     def below(cls: type) -> list[type]:
-        return [c for sub in cls.__subclasses__() for c in (sub, *below(sub))]
+        subclasses: list[type] = cls.__subclasses__()
+        return [c for sub in subclasses for c in (sub, *below(sub))]
 
     ours = {cls for cls in below(AppError) if cls.__module__.startswith("bastion.")}  # not the tests' own
     return sorted(ours, key=lambda c: (c.__module__, c.__name__))

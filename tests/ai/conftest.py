@@ -75,7 +75,7 @@ def ai_app(make_app: Callable[..., Bastion], upstream: FakeUpstream) -> Callable
 
 def service_of(app: Bastion) -> AiService:
     """The app's AI service (to reach a provider's breaker or bulkhead in a test)."""
-    service: AiService = app.litestar.dependencies["ai_service"].dependency()
+    service: AiService = app.litestar.dependencies["ai_service"].dependency()  # type: ignore[union-attr]
     return service
 
 

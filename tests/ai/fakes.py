@@ -20,7 +20,7 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import uvicorn
 
@@ -328,7 +328,7 @@ async def _anthropic_events(request: dict[str, Any], b: Behaviour) -> AsyncItera
 
 
 @contextlib.asynccontextmanager
-async def run_server(app: Any, *, lifespan: str = "off") -> AsyncIterator[int]:
+async def run_server(app: Any, *, lifespan: Literal["auto", "on", "off"] = "off") -> AsyncIterator[int]:
     """Serve ``app`` with uvicorn on a free loopback port in this event loop; yields the port."""
     port = free_port()
     config = uvicorn.Config(
@@ -341,7 +341,7 @@ async def run_server(app: Any, *, lifespan: str = "off") -> AsyncIterator[int]:
         timeout_graceful_shutdown=2,
     )
     server = uvicorn.Server(config)
-    server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign]  # pytest owns the signals
+    server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign,assignment]  # pytest owns the signals
     task = asyncio.ensure_future(server.serve())
     try:
         async with asyncio.timeout(30):

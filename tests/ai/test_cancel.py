@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from typing import Any
 
 from prometheus_client import REGISTRY
 
@@ -20,7 +21,7 @@ from tests.conftest import serve
 PATIENT = {"timeout_seconds": 30.0, "read_timeout_seconds": 30.0}
 
 
-async def _open(base_url: str, body: dict) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+async def _open(base_url: str, body: dict[str, Any]) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
     port = int(base_url.rsplit(":", 1)[1])
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     payload = json.dumps(body).encode()

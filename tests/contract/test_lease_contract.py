@@ -11,10 +11,11 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from bastion import migrate
+import bastion.migrate as migrate
 from bastion.core.db import Database
 from bastion.core.jobs.leases import Leases, MemoryLeases
 from bastion.core.jobs.leases.redis import RedisLeases
@@ -34,8 +35,8 @@ class Backend:
 
 
 async def _sql(url: str | None, data_dir: Path) -> Database:
-    overrides = {"database_url": url} if url else {}
-    settings = Settings(_env_file=None, data_dir=data_dir, **overrides)  # type: ignore[call-arg]
+    overrides: dict[str, Any] = {"database_url": url} if url else {}
+    settings = Settings(_env_file=None, data_dir=data_dir, **overrides)
     await asyncio.to_thread(migrate.upgrade, settings, [])  # the core's branch: core_job_lease
     return Database.from_settings(settings)
 

@@ -533,7 +533,8 @@ async def test_limiter_uses_the_store_again_after_it_recovers(private_redis):
         private_redis.start()
 
         async def back() -> bool:
-            return (await limiter.check("open", "c")).source == "store"
+            verdict = await limiter.check("open", "c")
+            return bool(verdict.source == "store")
 
         await eventually(back, timeout=5)
         assert limiter.breaker.state is State.CLOSED

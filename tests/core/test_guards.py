@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from bastion.core.text import clean_text, has_control_chars
 from tests.conftest import serve
 
 
-def _problem(response, status: int, code: str) -> dict:
+def _problem(response, status: int, code: str) -> dict[str, Any]:
     assert response.status_code == status, response.text
     assert response.headers["content-type"] == "application/problem+json"
     body = response.json()
@@ -16,7 +17,8 @@ def _problem(response, status: int, code: str) -> dict:
     assert body["code"] == code
     assert set(body) >= {"type", "title", "status", "detail", "code", "request_id"}
     assert body["request_id"] == response.headers["x-request-id"]
-    return body
+    problem: dict[str, Any] = body
+    return problem
 
 
 async def test_method_outside_the_allow_list_is_405(make_app):

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from prometheus_client import REGISTRY
 
-from bastion import migrate
+import bastion.migrate as migrate
 from bastion.core.db import Database
 from bastion.core.jobs.leases import Leases, MemoryLeases
 from bastion.core.jobs.runlog import Run, RunLog
@@ -73,7 +73,7 @@ class Calls:
 
 
 async def _migrated(data_dir: Path) -> Database:
-    settings = Settings(_env_file=None, data_dir=data_dir)  # type: ignore[call-arg]
+    settings = Settings(_env_file=None, data_dir=data_dir)
     await asyncio.to_thread(migrate.upgrade, settings, [])  # the core's branch alone
     return Database.from_settings(settings)
 
@@ -130,6 +130,16 @@ async def harness(db: Database) -> AsyncIterator[Harness]:
 async def _until(runner: JobRunner, check: Callable[[], bool]) -> None:
     async with asyncio.timeout(10):
         await runner.until(check)
+
+
+def _ran(runner: JobRunner, name: str, runs: int) -> Callable[[], bool]:
+    """A check that ``name`` has run ``runs`` times in ``runner``."""
+    return lambda: runner.states[name].runs == runs
+
+
+def _ran_or_skipped(runner: JobRunner, name: str, turns: int) -> Callable[[], bool]:
+    """A check that ``name`` has come due ``turns`` times in ``runner`` (run, or skipped without the lease)."""
+    return lambda: runner.states[name].runs + runner.states[name].skipped == turns
 
 
 async def _next_period(clock: FakeClock, seconds: float, sleepers: int = 1) -> None:
@@ -327,13 +337,13 @@ async def test_successes_stay_out_of_the_run_log_when_the_job_says_so(harness: H
     runner.start()
     for runs in (1, 2, 3):
         await _next_period(harness.clock, 10.0)
-        await _until(runner, lambda runs=runs: runner.states[name].runs == runs)
+        await _until(runner, _ran(runner, name, runs))
     assert [run.outcome for run in await harness.run_log.recent(name, 10)] == ["failed"]
 
 
 async def test_a_run_log_that_cannot_be_written_fails_neither_the_job_nor_the_loop(harness: Harness, tmp_path: Path):
     """Runs go on (and count as ok) when the run log's table is missing."""
-    unmigrated = Database.from_settings(Settings(_env_file=None, data_dir=tmp_path / "empty"))  # type: ignore[call-arg]
+    unmigrated = Database.from_settings(Settings(_env_file=None, data_dir=tmp_path / "empty"))
     (tmp_path / "empty").mkdir()
     calls = Calls()
     name = _name("nolog")
@@ -342,7 +352,7 @@ async def test_a_run_log_that_cannot_be_written_fails_neither_the_job_nor_the_lo
         runner.start()
         for runs in (1, 2):
             await _next_period(harness.clock, 10.0)
-            await _until(runner, lambda runs=runs: runner.states[name].runs == runs)
+            await _until(runner, _ran(runner, name, runs))
         assert runner.states[name].last_outcome == "ok"
         assert _metric("job_runs_total", name, outcome="ok") == 2.0
     finally:
@@ -414,7 +424,7 @@ async def test_a_cluster_job_runs_on_one_worker_each_period(harness: Harness):
         # each worker sleeps for its job and keeps a lease keeper: four sleepers once both are idle
         await _next_period(harness.clock, 10.0, sleepers=4)
         for runner in runners:
-            await _until(runner, lambda r=runner, p=period: r.states[name].runs + r.states[name].skipped == p)
+            await _until(runner, _ran_or_skipped(runner, name, period))
     assert sorted(c.count for c in calls) == [0, 3]
 
 
@@ -461,7 +471,7 @@ async def test_another_worker_takes_over_once_a_silent_holders_lease_expires(har
     two.start()
     await _next_period(harness.clock, 10.0, sleepers=4)
     for runner in (one, two):
-        await _until(runner, lambda r=runner: r.states[name].runs + r.states[name].skipped == 1)
+        await _until(runner, _ran_or_skipped(runner, name, 1))
     assert (first.count, second.count) == (1, 0)
     cut_off.cut = True
     await _next_period(harness.clock, 10.0, sleepers=4)  # 10 s after: the lease (30 s) still runs

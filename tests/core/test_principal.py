@@ -43,7 +43,7 @@ async def context(request: AppRequest) -> dict[str, str]:
     return {"client": request.context.client, "request_id": request.context.request_id}
 
 
-refusing_module = Module(
+refusing_module: Module[Any] = Module(
     name="refusing",
     build=lambda _ctx: ModuleParts(route_handlers=[guarded, optional, context], principal_resolver=RefusingResolver()),
 )

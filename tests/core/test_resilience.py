@@ -485,7 +485,8 @@ async def test_single_flight_runs_fn_again_after_completion():
     async def load() -> int:
         nonlocal starts
         starts += 1
-        return starts
+        count: int = starts
+        return count
 
     assert await flight.do("k", load) == 1
     assert not flight.in_flight("k")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from litestar import get
 from litestar.params import FromPath
 
@@ -28,7 +30,7 @@ def _parts(_ctx: object) -> ModuleParts:
     )
 
 
-_module = Module(name="url-limits", build=_parts)
+_module: Module[Any] = Module(name="url-limits", build=_parts)
 
 
 async def test_route_group_may_raise_its_url_limit(make_app):

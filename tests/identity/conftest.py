@@ -54,7 +54,7 @@ async def needs_kv_scope(request: AppRequest) -> dict[str, str]:
     return {"id": require_scope_of(request.principal, "kv").id}
 
 
-probe_module = Module(
+probe_module: Module[Any] = Module(
     name="identity-probes", build=lambda _ctx: ModuleParts(route_handlers=[whoami, whoami_post, needs_kv_scope])
 )
 

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from bastion.core.principal import Principal
 from bastion.identity import service as identity
 from tests.conftest import serve
 from tests.identity.conftest import PASSWORD, SQLITE_ONLY, bearer, identity_of, new_key, register, service_of
 
 
-async def _owner_session(app, http) -> dict:
+async def _owner_session(app, http) -> dict[str, Any]:
     """Make an owner through the service (as the command line does) and sign in as it."""
     await service_of(app).accounts.create_user(email="owner@example.com", password=PASSWORD, role="owner")
     response = await http.post("/auth/login", json={"email": "owner@example.com", "password": PASSWORD})
-    return response.json()
+    session: dict[str, Any] = response.json()
+    return session
 
 
 @SQLITE_ONLY

@@ -42,7 +42,7 @@ async def test_a_module_requires_the_facade_by_type_and_reads_profiles(identity_
         session = await register(http, email="grace@example.com")
         signed_in = await http.get("/t/consumer/me", headers=bearer(session["access_token"]))
         anonymous = await http.get("/t/consumer/me")
-    provided = app.litestar.dependencies["consumer_identity"].dependency()  # type: ignore[union-attr]
+    provided = app.litestar.dependencies["consumer_identity"].dependency()
     assert provided is identity_of(app)
     assert signed_in.json() == {"email": "grace@example.com"}
     assert anonymous.json() == {"email": None}

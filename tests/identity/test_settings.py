@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from bastion.app import create_app
@@ -9,7 +11,7 @@ from bastion.core.module import check_config
 from bastion.modules import MODULES
 from bastion.settings import Settings
 
-SAFE = {
+SAFE: dict[str, Any] = {
     "env": "production",
     "crypto": {"keys": {"k": "A" * 43 + "="}, "active_key_id": "k"},
     "allowed_hosts": ["api.example.com"],
@@ -18,7 +20,7 @@ SAFE = {
 PROVIDER = {"client_id": "id", "client_secret": "secret", "preset": "github"}
 
 
-def _errors(**identity) -> dict[str, str]:
+def _errors(**identity: Any) -> dict[str, str]:
     settings = Settings(_env_file=None, **SAFE, identity=identity)
     return {p.setting: p.message for p in check_config(settings, MODULES) if p.severity == "error"}
 

@@ -6,6 +6,7 @@ import base64
 import json
 import os
 import time
+from typing import Any
 
 import jwt
 import pytest
@@ -16,13 +17,13 @@ from tests.conftest import serve
 from tests.identity.conftest import SQLITE_ONLY, bearer, register, service_of
 
 
-def _claims(session: dict, **changes) -> dict:
+def _claims(session: dict[str, Any], **changes: Any) -> dict[str, Any]:
     claims = jwt.decode(session["access_token"], options={"verify_signature": False})
     claims.update(changes)
     return claims
 
 
-def _header(session: dict) -> dict:
+def _header(session: dict[str, Any]) -> dict[str, Any]:
     """The real token's kid and typ (the algorithm is left to each forgery)."""
     header = jwt.get_unverified_header(session["access_token"])
     return {"kid": header["kid"], "typ": header["typ"]}

@@ -31,7 +31,7 @@ def notes_settings(tmp_path: Any) -> Any:
             "security_contact": "mailto:s@example.com",
             "log_format": "json",
         }
-        return NotesAppSettings(_env_file=None, **{**values, **overrides})  # type: ignore[call-arg]
+        return NotesAppSettings(_env_file=None, **{**values, **overrides})
 
     return build
 

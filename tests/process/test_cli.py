@@ -16,9 +16,9 @@ from tests.process.conftest import ROOT, bastion, free_port, serve_command, serv
 pytestmark = pytest.mark.slow
 
 # no master key, '*' CORS with credentials, only local allowed hosts (the default), no security contact
-UNSAFE = {"env": "production", "cors_origins": "*", "cors_allow_credentials": "true"}
+UNSAFE: dict[str, str] = {"env": "production", "cors_origins": "*", "cors_allow_credentials": "true"}
 UNSAFE_SETTINGS = ("BASTION_CRYPTO__KEYS", "BASTION_CORS_ORIGINS", "BASTION_ALLOWED_HOSTS", "BASTION_SECURITY_CONTACT")
-SAFE = {
+SAFE: dict[str, str] = {
     "env": "production",
     "crypto__keys": '{"k1": "' + base64.b64encode(b"k" * 32).decode() + '"}',
     "crypto__active_key_id": "k1",
@@ -28,8 +28,10 @@ SAFE = {
 }
 
 
-def _env(tmp_path: Path, *, contact: bool = True, **settings: str) -> dict[str, str]:
-    env = server_env(tmp_path / "data", **settings)
+def _env(
+    tmp_path: Path, settings: dict[str, str] | None = None, *, contact: bool = True, **more: str
+) -> dict[str, str]:
+    env = server_env(tmp_path / "data", **(settings or {}), **more)
     if not contact:
         del env["BASTION_SECURITY_CONTACT"]
     return env
@@ -50,7 +52,7 @@ def test_check_config_passes_in_development_with_warnings(tmp_path: Path) -> Non
 
 def test_check_config_names_each_unsafe_production_setting_on_its_own_line(tmp_path: Path) -> None:
     """In production, check-config exits 1 with one error line per unsafe setting."""
-    result = bastion("check-config", env=_env(tmp_path, contact=False, **UNSAFE), cwd=tmp_path)
+    result = bastion("check-config", env=_env(tmp_path, UNSAFE, contact=False), cwd=tmp_path)
     assert result.returncode == 1
     named = [line.split(":")[1].strip() for line in _error_lines(result.stdout)]
     for setting in UNSAFE_SETTINGS:
@@ -60,14 +62,14 @@ def test_check_config_names_each_unsafe_production_setting_on_its_own_line(tmp_p
 
 def test_check_config_rejects_a_wildcard_allowed_host_in_production(tmp_path: Path) -> None:
     """``BASTION_ALLOWED_HOSTS=*`` in otherwise safe production settings is an error naming the setting."""
-    result = bastion("check-config", env=_env(tmp_path, **{**SAFE, "allowed_hosts": "*"}), cwd=tmp_path)
+    result = bastion("check-config", env=_env(tmp_path, {**SAFE, "allowed_hosts": "*"}), cwd=tmp_path)
     assert result.returncode == 1
     assert [line.split(":")[1].strip() for line in _error_lines(result.stdout)] == ["BASTION_ALLOWED_HOSTS"]
 
 
 def test_check_config_passes_with_safe_production_settings(tmp_path: Path) -> None:
     """Safe production settings pass check-config with exit 0 and no error line."""
-    result = bastion("check-config", env=_env(tmp_path, **SAFE), cwd=tmp_path)
+    result = bastion("check-config", env=_env(tmp_path, SAFE), cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     assert not _error_lines(result.stdout)
     assert "Configuration OK for production" in result.stdout
@@ -84,7 +86,7 @@ def test_check_config_names_an_invalid_value(tmp_path: Path) -> None:
 def test_serve_refuses_to_start_in_production_with_unsafe_settings(tmp_path: Path) -> None:
     """``bastion serve`` in production with unsafe settings exits non-zero, naming the problems."""
     port = free_port()
-    env = _env(tmp_path, contact=False, **UNSAFE)
+    env = _env(tmp_path, UNSAFE, contact=False)
     result = bastion("serve", "--port", str(port), env=env, cwd=tmp_path)
     assert result.returncode != 0
     assert "Refusing to start" in result.stderr

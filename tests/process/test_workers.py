@@ -204,15 +204,15 @@ def test_counter_keeps_summing_after_a_worker_is_replaced(workers: Workers) -> N
 
 
 def _write(path: Path, key: str, value: float) -> None:
-    values = MmapedDict(str(path))
+    values = MmapedDict(str(path))  # type: ignore[no-untyped-call]  # prometheus_client is untyped here
     try:
-        values.write_value(key, value, 0.0)
+        values.write_value(key, value, 0.0)  # type: ignore[no-untyped-call]
     finally:
-        values.close()
+        values.close()  # type: ignore[no-untyped-call]
 
 
 def _values(path: Path) -> dict[str, float]:
-    return {key: value for key, value, _, _ in MmapedDict.read_all_values_from_file(str(path))}
+    return {key: value for key, value, _, _ in MmapedDict.read_all_values_from_file(str(path))}  # type: ignore[no-untyped-call]
 
 
 def _served(metrics_dir: Path, pid: int) -> float:

@@ -7,6 +7,7 @@ import base64
 import os
 import sqlite3
 import time
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
@@ -19,10 +20,11 @@ from tests.tcp_proxy import TcpProxy
 PLAINTEXT = "correct-horse-battery-staple-4242"
 
 
-async def create(http: httpx.AsyncClient, **body: object) -> dict:
+async def create(http: httpx.AsyncClient, **body: object) -> dict[str, Any]:
     response = await http.post("/api/secrets", json={"secret": PLAINTEXT, **body})
     assert response.status_code == 201, response.text
-    return response.json()
+    created: dict[str, Any] = response.json()
+    return created
 
 
 async def test_create_answers_id_url_expiry_views_and_delete_token(make_secrets_app):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 
@@ -22,16 +23,16 @@ from tests.secrets.conftest import ALICE, BOB, Stack
 BASE = "https://secrets.example"
 
 
-async def create(stack: Stack, secret: str = "hunter2", caller: Caller = ALICE, **fields: object) -> tuple[str, str]:
+async def create(stack: Stack, secret: str = "hunter2", caller: Caller = ALICE, **fields: Any) -> tuple[str, str]:
     created = await stack.service.create(
         CreateSecretRequest(secret=secret, **fields),
-        caller,  # type: ignore[arg-type]
+        caller,
         base_url=BASE,
     )
     return created.id, created.delete_token
 
 
-async def outcomes(stack: Stack, secret_id: str, attempts: int, passphrase: str | None = None) -> list[object]:
+async def outcomes(stack: Stack, secret_id: str, attempts: int, passphrase: str | None = None) -> list[Any]:
     callers = [Caller(client=f"192.0.2.{i % 250}", rate_key=f"ip:192.0.2.{i % 250}") for i in range(attempts)]
     return await asyncio.gather(
         *[stack.service.reveal(secret_id, passphrase, c) for c in callers], return_exceptions=True
@@ -325,8 +326,12 @@ async def stored_ciphertext(stack: Stack, secret_id: str) -> bytes | None:
         return found
     from sqlalchemy import text
 
+    assert stack.db is not None
     async with stack.db.engine.connect() as conn:
-        return await conn.scalar(text("SELECT ciphertext FROM secrets_secret WHERE id = :id"), {"id": secret_id})
+        stored: bytes | None = await conn.scalar(
+            text("SELECT ciphertext FROM secrets_secret WHERE id = :id"), {"id": secret_id}
+        )
+        return stored
 
 
 async def test_the_last_view_deletes_the_ciphertext(stack: Stack):

@@ -46,7 +46,7 @@ class SparkResolver:
         return None
 
 
-spark_principals = Module(
+spark_principals: Module[Any] = Module(
     name="spark-test-principals", build=lambda _ctx: ModuleParts(principal_resolver=SparkResolver())
 )
 

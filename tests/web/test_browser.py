@@ -38,12 +38,14 @@ async def create_on_the_page(
         await page.uncheck("#client-encrypt")
     await page.click("#create")
     await page.wait_for_selector("#result", state="visible")
-    return await page.input_value("#link")
+    link: str = await page.input_value("#link")
+    return link
 
 
 async def views_left(server: LiveServer, secret_id: str) -> int:
     async with httpx.AsyncClient(base_url=server.url) as http:
-        return (await http.get(f"/api/secrets/{secret_id}")).json()["views_remaining"]
+        left: int = (await http.get(f"/api/secrets/{secret_id}")).json()["views_remaining"]
+        return left
 
 
 async def test_a_secret_made_on_the_page_survives_bots_and_reveals_once(live_server, new_page, traffic: Traffic):
