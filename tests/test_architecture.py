@@ -219,3 +219,9 @@ def test_every_module_settings_field_belongs_to_a_listed_module():
 
     extra = set(Settings.model_fields) - set(CoreSettings.model_fields)
     assert extra == {m.name for m in MODULES if m.settings is not None}
+
+
+def test_no_source_file_is_over_400_lines():
+    """Files read in a minute: a file past 400 lines is split by concept (the house style)."""
+    long = {str(p.relative_to(SRC)): n for p in SRC.rglob("*.py") if (n := len(p.read_text().splitlines())) > 400}
+    assert long == {}
