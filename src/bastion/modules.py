@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from bastion.ai.module import MODULE as AI
+from bastion.billing.module import MODULE as BILLING
 from bastion.identity.module import MODULE as IDENTITY
 from bastion.secrets.module import MODULE as SECRETS
 from bastion.spark.module import MODULE as SPARK
@@ -23,4 +24,4 @@ if TYPE_CHECKING:
     from bastion.core.module import Module
     from bastion.settings import Settings
 
-MODULES: tuple[Module[Settings], ...] = (IDENTITY, SECRETS, AI, SPARK, WEB)
+MODULES: tuple[Module[Settings], ...] = (IDENTITY, SECRETS, AI, SPARK, WEB, BILLING)

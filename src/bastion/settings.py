@@ -8,6 +8,7 @@ are :func:`bastion.core.module.check_config` of these settings and the list.
 from __future__ import annotations
 
 from bastion.ai.settings import AiSettings
+from bastion.billing.settings import BillingSettings
 from bastion.core.settings import CoreSettings
 from bastion.identity.settings import IdentitySettings
 from bastion.secrets.settings import SecretsSettings
@@ -23,3 +24,4 @@ class Settings(CoreSettings):
     ai: AiSettings = AiSettings()
     spark: SparkSettings = SparkSettings()
     web: WebSettings = WebSettings()
+    billing: BillingSettings = BillingSettings()

@@ -1,0 +1,1 @@
+"""Billing: Stripe subscriptions that set an account's plan, and webhooks that lose nothing."""
