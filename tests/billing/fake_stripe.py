@@ -51,7 +51,8 @@ def decode_form(body: bytes) -> dict[str, Any]:
         for part in path[:-1]:
             node = node.setdefault(part, {})
         node[path[-1]] = value
-    return _lists(root)
+    decoded: dict[str, Any] = _lists(root)
+    return decoded
 
 
 def _lists(node: Any) -> Any:
@@ -318,6 +319,29 @@ class FakeStripe:
             "parent": {"type": "subscription_details", "subscription_details": {"subscription": sub["id"]}},
             "created": self.now(),
         }
+
+    def start_checkout(self, user_id: str, price: str = "price_pro_monthly", trial_days: int = 0) -> str:
+        """What billing's checkout asks for (a customer and a session), made here directly: a session id."""
+        _, customer = self._create_customer({"metadata": {"bastion_user_id": user_id}})
+        sub_data: dict[str, Any] = {"metadata": {"bastion_user_id": user_id, "offer": "pro"}}
+        if trial_days:
+            sub_data["trial_period_days"] = str(trial_days)
+        form = {
+            "mode": "subscription",
+            "customer": customer["id"],
+            "client_reference_id": user_id,
+            "line_items": [{"price": price, "quantity": "1"}],
+            "metadata": sub_data["metadata"],
+            "subscription_data": sub_data,
+        }
+        _, session = self._create_session(form)
+        return str(session["id"])
+
+    def trial_ends(self, sub_id: str) -> list[dict[str, Any]]:
+        """Three days before the trial's end Stripe warns; at its end the first real invoice is paid."""
+        sub = self.subscriptions[sub_id]
+        warning = self._event("customer.subscription.trial_will_end", sub)
+        return [warning, *self.pay(sub_id)]
 
     def complete_checkout(self, session_id: str) -> list[dict[str, Any]]:
         """The customer pays on Stripe's page: the subscription starts (trialing if the session asked for a
