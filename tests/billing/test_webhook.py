@@ -140,6 +140,14 @@ async def test_an_event_type_billing_does_not_handle_is_acknowledged(customer: C
     assert await _counts(customer) == (1, 0)
 
 
+async def test_a_body_that_is_not_utf8_is_400(customer: Customer) -> None:
+    """Bytes that are not UTF-8 cannot carry a valid signature: 400, not a 500."""
+    response = await _post(customer, b"\xff\xfe{}", {"Stripe-Signature": f"t={int(time.time())},v1=00"})
+    assert response.status_code == 400, response.text
+    assert response.json()["code"] == "STRIPE_SIGNATURE_INVALID"
+    assert await _counts(customer) == (0, 0)
+
+
 async def test_a_signed_body_that_is_not_an_event_is_400(customer: Customer) -> None:
     """Signed but not JSON (or not an event): not Stripe's; refused, nothing recorded."""
     for body in (b"not json", b'{"object": "event"}'):
