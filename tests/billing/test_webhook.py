@@ -99,11 +99,11 @@ async def test_a_handler_that_fails_once_is_503_then_the_retry_applies(
     real_settle = ledger.settle
     calls = {"n": 0}
 
-    async def settle_failing_once(*args: Any, **kwargs: Any) -> Any:
+    def settle_failing_once(*args: Any, **kwargs: Any) -> Any:
         calls["n"] += 1
         if calls["n"] == 1:
-            raise RuntimeError("the database hiccuped mid-event")
-        return await real_settle(*args, **kwargs)
+            raise RuntimeError("the plan could not be settled mid-event")
+        return real_settle(*args, **kwargs)
 
     monkeypatch.setattr(ledger, "settle", settle_failing_once)
     first = await customer.deliver(events[0])

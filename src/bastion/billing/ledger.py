@@ -61,33 +61,44 @@ async def lock_account(session: AsyncSession, user_id: str) -> BillingAccount | 
     return await session.scalar(select(BillingAccount).where(BillingAccount.user_id == user_id).with_for_update())
 
 
-async def account_by_customer(session: AsyncSession, customer_id: str) -> str | None:
-    found: str | None = await session.scalar(
-        select(BillingAccount.user_id).where(BillingAccount.customer_id == customer_id)
+async def lock_account_of_customer(session: AsyncSession, customer_id: str) -> BillingAccount | None:
+    """The account of a Stripe customer, locked (one statement: look-up and lock)."""
+    return await session.scalar(
+        select(BillingAccount).where(BillingAccount.customer_id == customer_id).with_for_update()
     )
-    return found
 
 
-async def standings(session: AsyncSession, user_id: str) -> list[Standing]:
-    rows = await session.execute(
-        select(BillingSubscription.status, BillingSubscription.price_id, BillingSubscription.past_due_since_ms).where(
-            BillingSubscription.user_id == user_id
-        )
+async def lock_account_of_subscription(session: AsyncSession, subscription_id: str) -> BillingAccount | None:
+    """The account a subscription belongs to, locked (one statement)."""
+    owner = select(BillingSubscription.user_id).where(BillingSubscription.id == subscription_id).scalar_subquery()
+    return await session.scalar(select(BillingAccount).where(BillingAccount.user_id == owner).with_for_update())
+
+
+async def subscriptions(session: AsyncSession, user_id: str) -> list[BillingSubscription]:
+    """All of an account's subscriptions, locked (the account's lock is taken first, everywhere)."""
+    rows = await session.scalars(
+        select(BillingSubscription).where(BillingSubscription.user_id == user_id).with_for_update()
     )
-    return [Standing(status, price, since) for status, price, since in rows]
+    return list(rows)
 
 
-async def settle(
+def standings_of(rows: list[BillingSubscription]) -> list[Standing]:
+    return [Standing(r.status, r.price_id, r.past_due_since_ms) for r in rows]
+
+
+def settle(
     session: AsyncSession,
     account: BillingAccount,
     settings: BillingSettings,
     now_ms: int,
+    found: list[Standing],
     *,
     event_id: str | None,
     reason: str,
 ) -> PlanMove | None:
-    """Set the account's plan to what its subscriptions grant now; record the change if it is one."""
-    plan = account_plan(await standings(session, account.user_id), settings, now_ms)
+    """Set the account's plan to what its subscriptions (``found``: their standings, read in this
+    transaction) grant now; record the change if it is one."""
+    plan = account_plan(found, settings, now_ms)
     if plan == account.plan:
         return None
     move = PlanMove(account.user_id, account.plan, plan)

@@ -270,8 +270,9 @@ class BillingService:
                 account = await ledger.lock_account(session, user_id)
                 if account is None:
                     continue
-                move = await ledger.settle(
-                    session, account, self.settings, self._now_ms(), event_id=None, reason="grace_expired"
+                found = ledger.standings_of(await ledger.subscriptions(session, user_id))
+                move = ledger.settle(
+                    session, account, self.settings, self._now_ms(), found, event_id=None, reason="grace_expired"
                 )
                 if move is not None:
                     moves.append(move)

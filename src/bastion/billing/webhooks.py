@@ -30,7 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bastion.billing import ledger
 from bastion.billing.errors import EventNotApplied, InvalidSignature
 from bastion.billing.ledger import PlanMove
-from bastion.billing.models import BillingEvent, BillingSubscription
+from bastion.billing.models import BillingAccount, BillingEvent, BillingSubscription
 from bastion.billing.settings import BillingSettings
 from bastion.billing.state import GRANTING, Snapshot, invoice_subscription, is_newer, parse_subscription
 from bastion.billing.stripe_api import StripeApi
@@ -133,9 +133,14 @@ class EventProcessor:
         return Receipt(applying.id, duplicate=False, outcome=outcome)
 
     async def _seen(self, event_id: str) -> bool:
-        """A cheap look before any work (the claim in the transaction is what decides)."""
-        async with self.db.session() as session:
-            return await session.scalar(select(BillingEvent.id).where(BillingEvent.id == event_id)) is not None
+        """A cheap look before any work (the claim in the transaction is what decides). On PostgreSQL through the
+        driver: an ORM session's one SELECT cost 0.7 ms of CPU against asyncpg's 0.07 ms (bench/billing.py)."""
+        if self.db.dialect == "postgresql":
+            async with self.db.driver_connection() as conn:
+                return await conn.fetchval("SELECT 1 FROM billing_event WHERE id = $1", event_id) is not None
+        async with self.db.engine.connect() as conn:
+            found = await conn.scalar(select(BillingEvent.id).where(BillingEvent.id == event_id))
+            return found is not None
 
     async def _prefetch(self, applying: _Applying) -> dict[str, Any] | None:
         """The subscription a completed checkout created, as Stripe has it now (outside the transaction)."""
@@ -161,16 +166,19 @@ class EventProcessor:
             return "noted"
         return "ignored"
 
-    async def _owner(self, session: AsyncSession, customer: str, hint: str | None, now_ms: int) -> str | None:
-        """The account a Stripe customer belongs to: ours by customer id, else the id checkout put in metadata."""
-        user_id = await ledger.account_by_customer(session, customer)
-        if user_id is None and hint:
+    async def _owner(
+        self, session: AsyncSession, customer: str, hint: str | None, now_ms: int
+    ) -> BillingAccount | None:
+        """The account a Stripe customer belongs to, locked: ours by customer id, else the account checkout put
+        in the metadata (linked to the customer here if it has none yet)."""
+        account = await ledger.lock_account_of_customer(session, customer)
+        if account is None and hint:
             await ledger.ensure_account(session, hint, now_ms)
             account = await ledger.lock_account(session, hint)
-            if account is not None and account.customer_id in (None, customer):
-                account.customer_id = customer
-                user_id = hint
-        return user_id
+            if account is None or account.customer_id not in (None, customer):
+                return None
+            account.customer_id = customer
+        return account
 
     async def _checkout_completed(
         self, session: AsyncSession, applying: _Applying, fetched: dict[str, Any] | None
@@ -180,8 +188,7 @@ class EventProcessor:
         hint = obj.get("client_reference_id") or (obj.get("metadata") or {}).get("bastion_user_id")
         if not isinstance(customer, str) or not isinstance(hint, str):
             return "ignored"
-        user_id = await self._owner(session, customer, hint, applying.now_ms)
-        if user_id is None:
+        if await self._owner(session, customer, hint, applying.now_ms) is None:
             return "ignored"
         if fetched is None:
             return "applied"
@@ -189,18 +196,17 @@ class EventProcessor:
         return await self._subscription(session, applying, parse_subscription(fetched), int(applying.now_ms / 1000))
 
     async def _subscription(self, session: AsyncSession, applying: _Applying, snap: Snapshot, version_s: int) -> str:
-        user_id = await self._owner(session, snap.customer, snap.user_hint, applying.now_ms)
-        if user_id is None:
-            return "ignored"
-        account = await ledger.lock_account(session, user_id)
+        account = await self._owner(session, snap.customer, snap.user_hint, applying.now_ms)
         if account is None:
             return "ignored"
-        row = await session.get(BillingSubscription, snap.id, with_for_update=True)
+        rows = await ledger.subscriptions(session, account.user_id)
+        row = next((r for r in rows if r.id == snap.id), None)
         if row is None:
             row = BillingSubscription(
-                id=snap.id, user_id=user_id, customer_id=snap.customer, version_s=-1, version_rank=-1
+                id=snap.id, user_id=account.user_id, customer_id=snap.customer, version_s=-1, version_rank=-1
             )
             session.add(row)
+            rows.append(row)
         elif not is_newer(row.status, (row.version_s, row.version_rank), (version_s, snap.rank)):
             return "stale"
         row.status, row.price_id, row.item_id = snap.status, snap.price, snap.item
@@ -215,24 +221,21 @@ class EventProcessor:
         account.had_subscription = True
         if snap.status != "incomplete":
             account.checkout_session_id = account.checkout_expires_ms = None
-        await session.flush()
-        move = await ledger.settle(
-            session, account, self.settings, applying.now_ms, event_id=applying.id, reason=applying.type
-        )
-        self._moved(move, applying)
+        self._settle(session, account, rows, applying)
         return "applied"
 
     async def _invoice(self, session: AsyncSession, applying: _Applying, *, failed: bool) -> str:
         sub_id = invoice_subscription(applying.obj)
         if sub_id is None:
             return "ignored"
-        user_id = await session.scalar(select(BillingSubscription.user_id).where(BillingSubscription.id == sub_id))
-        if user_id is None:
-            # Before any description of its subscription: that one carries the status (past_due or active).
+        # The account first, as everywhere (no deadlock); none before any description of the subscription,
+        # which carries the status itself (past_due or active).
+        account = await ledger.lock_account_of_subscription(session, sub_id)
+        if account is None:
             return "ignored"
-        account = await ledger.lock_account(session, user_id)  # the account first, as everywhere: no deadlock
-        row = await session.get(BillingSubscription, sub_id, with_for_update=True)
-        if account is None or row is None:
+        rows = await ledger.subscriptions(session, account.user_id)
+        row = next((r for r in rows if r.id == sub_id), None)
+        if row is None:
             return "ignored"
         if row.invoice_version_s is not None and applying.created_s < row.invoice_version_s:
             return "stale"
@@ -241,14 +244,20 @@ class EventProcessor:
             row.past_due_since_ms = row.past_due_since_ms or applying.created_s * 1000
         else:
             row.past_due_since_ms = None
-        await session.flush()
-        move = await ledger.settle(
-            session, account, self.settings, applying.now_ms, event_id=applying.id, reason=applying.type
-        )
-        self._moved(move, applying)
+        self._settle(session, account, rows, applying)
         return "applied"
 
-    @staticmethod
-    def _moved(move: PlanMove | None, applying: _Applying) -> None:
+    def _settle(
+        self, session: AsyncSession, account: BillingAccount, rows: list[BillingSubscription], applying: _Applying
+    ) -> None:
+        move = ledger.settle(
+            session,
+            account,
+            self.settings,
+            applying.now_ms,
+            ledger.standings_of(rows),
+            event_id=applying.id,
+            reason=applying.type,
+        )
         if move is not None:
             applying.moves.append(move)
