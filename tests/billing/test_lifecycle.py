@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from bastion.core.jobs.runner import JobRunner
+from bastion.core.jobs.spec import Periodic
 from tests.billing.conftest import Customer, billing_of
 from tests.support import FakeClock
 
@@ -145,3 +147,18 @@ async def test_stripe_errors_are_problems_not_500s(customer: Customer) -> None:
     customer.fake.behaviour = {"/v1/customers": "500-once"}
     await customer.checkout()
     assert len(customer.fake.customers) == 1
+
+
+async def test_billing_declares_its_two_jobs(customer: Customer, clock: FakeClock) -> None:
+    """The grace expiry and the plan sync are declared jobs, each run by one instance of the cluster; the
+    grace job's run is the one that withdraws pro after a failed payment."""
+    runner: JobRunner = customer.app.litestar.state.jobs
+    grace, sync = runner.jobs["billing.grace"], runner.jobs["billing.sync-plans"]
+    assert isinstance(grace, Periodic) and grace.every == 60.0 and grace.once_per_cluster
+    assert isinstance(sync, Periodic) and sync.every == 30.0 and sync.once_per_cluster
+    sub_id, events = await customer.subscribe()
+    await customer.deliver_all(events)
+    await customer.deliver_all(customer.fake.fail_payment(sub_id))
+    clock.advance(3 * DAY)
+    assert await grace.run() == 1
+    assert await customer.identity_plan() == "free"

@@ -161,3 +161,20 @@ async def test_driver_connection_is_refused_on_sqlite(tmp_path: Path) -> None:
                 pass
     finally:
         await db.close()
+
+
+async def test_driver_connections_beyond_the_pool_are_closed_when_returned(postgres_url: str) -> None:
+    """Overflow connections handed out by ``driver_connection()`` are closed on return (in SQLAlchemy's greenlet:
+    closing one outside it failed with ``MissingGreenlet`` and left its server backend open)."""
+    db = Database(create_engine(postgres_url, pool_size=1, max_overflow=3))
+    try:
+        async with db.driver_connection() as a, db.driver_connection() as b, db.driver_connection() as c:
+            pids = {await conn.fetchval("SELECT pg_backend_pid()") for conn in (a, b, c)}
+        assert len(pids) == 3
+        async with db.engine.connect() as conn:
+            alive = await conn.scalar(
+                text("SELECT count(*) FROM pg_stat_activity WHERE pid = ANY(:pids)"), {"pids": list(pids)}
+            )
+        assert alive == 1  # the one the pool keeps (and is now using for this query)
+    finally:
+        await db.close()

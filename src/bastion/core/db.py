@@ -30,6 +30,7 @@ import sqlalchemy.exc as sa_exc
 from sqlalchemy import MetaData, event, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy.util import greenlet_spawn
 
 from bastion.core.errors import DatabaseUnavailable as DatabaseUnavailable  # re-exported: raised here
 from bastion.core.settings import CoreSettings
@@ -141,10 +142,12 @@ class Database:
         try:
             yield pooled.driver_connection
         except self._driver_errors as exc:
-            pooled.invalidate(exc)
+            await greenlet_spawn(pooled.invalidate, exc)
             raise sa_exc.OperationalError("driver_connection", None, exc, connection_invalidated=True) from exc
         finally:
-            pooled.close()
+            # In SQLAlchemy's greenlet: returning an overflow connection closes it, which awaits the driver
+            # (outside it that failed with MissingGreenlet and left the server's backend open).
+            await greenlet_spawn(pooled.close)
 
     async def ping(self, timeout: float = 2.0) -> None:  # noqa: ASYNC109 - a probe bounds itself
         async def probe() -> None:
