@@ -162,3 +162,40 @@ async def test_billing_declares_its_two_jobs(customer: Customer, clock: FakeCloc
     clock.advance(3 * DAY)
     assert await grace.run() == 1
     assert await customer.identity_plan() == "free"
+
+
+async def test_stripe_that_never_answers_is_503_within_the_timeout(
+    make_app: Any, billing_settings: Any, fake: Any
+) -> None:
+    """A Stripe that accepts the connection and never answers: 503 once the timeout has passed, not a request
+    held forever."""
+    import time
+
+    from tests.billing.conftest import sign_up
+    from tests.conftest import serve
+
+    fake.behaviour["/v1/customers"] = "hang"
+    app = make_app(billing_settings(timeout_seconds=0.5, retries=0))
+    async with serve(app) as http:
+        customer = await sign_up(http, app, fake)
+        started = time.monotonic()
+        response = await http.post("/api/subscription/checkout", json={}, headers=customer.auth)
+        assert response.status_code == 503, response.text
+        assert time.monotonic() - started < 3.0
+
+
+async def test_a_checkout_event_whose_refetch_fails_is_retried_by_stripe(customer: Customer) -> None:
+    """checkout.session.completed re-fetches the subscription; Stripe failing then: 503 and nothing recorded,
+    and the redelivery applies it."""
+    _, events = await customer.subscribe()
+    completed = events[2]
+    assert completed["type"] == "checkout.session.completed"
+    customer.fake.behaviour["/v1/subscriptions"] = "500"
+    failed = await customer.deliver(completed)
+    assert failed.status_code == 503
+    assert (await customer.status())["state"] == "pending"
+    customer.fake.behaviour.clear()
+    retried = await customer.deliver(completed)
+    assert retried.status_code == 200
+    assert retried.json()["duplicate"] is False
+    assert ((await customer.status())["plan"], (await customer.status())["state"]) == ("pro", "active")
