@@ -76,3 +76,23 @@ async def test_the_portal_opens_on_the_accounts_customer(customer: Customer) -> 
     assert form["customer"] == customer.fake.sessions[out["session_id"]]["customer"]
     assert form["return_url"].endswith("/billing")
     assert response.json()["url"].startswith(customer.fake.url)
+
+
+async def test_a_delayed_payment_that_fails_ends_pending(customer: Customer) -> None:
+    """checkout.session.async_payment_failed: the checkout no longer shows as pending, the plan stays free."""
+    out = await customer.checkout()
+    session = {k: v for k, v in customer.fake.sessions[out["session_id"]].items() if not k.startswith("_")}
+    event = customer.fake._event("checkout.session.async_payment_failed", session)
+    assert (await customer.status())["state"] == "pending"
+    assert (await customer.deliver(event)).status_code == 200
+    assert ((await customer.status())["state"], (await customer.status())["plan"]) == ("free", "free")
+
+
+async def test_a_delayed_payment_that_succeeds_grants_the_plan(customer: Customer) -> None:
+    """checkout.session.async_payment_succeeded alone (its completed event lost) is enough: the subscription is
+    re-fetched and applied."""
+    _, events = await customer.subscribe()
+    completed = events[2]
+    succeeded = {**completed, "id": "evt_async_ok", "type": "checkout.session.async_payment_succeeded"}
+    assert (await customer.deliver(succeeded)).status_code == 200
+    assert ((await customer.status())["state"], (await customer.status())["plan"]) == ("active", "pro")

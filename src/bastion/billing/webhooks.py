@@ -45,6 +45,8 @@ SUBSCRIPTION_EVENTS = frozenset(
     {"customer.subscription.created", "customer.subscription.updated", "customer.subscription.deleted"}
 )
 INVOICE_PAID = frozenset({"invoice.paid", "invoice.payment_succeeded"})
+CHECKOUT_DONE = frozenset({"checkout.session.completed", "checkout.session.async_payment_succeeded"})
+"""A checkout whose payment is done (a delayed method, e.g. a bank debit, succeeds later than ``completed``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,7 +146,7 @@ class EventProcessor:
 
     async def _prefetch(self, applying: _Applying) -> dict[str, Any] | None:
         """The subscription a completed checkout created, as Stripe has it now (outside the transaction)."""
-        if applying.type != "checkout.session.completed":
+        if applying.type not in CHECKOUT_DONE:
             return None
         sub_id = applying.obj.get("subscription")
         if isinstance(sub_id, Mapping):
@@ -157,8 +159,10 @@ class EventProcessor:
         kind = applying.type
         if kind in SUBSCRIPTION_EVENTS:
             return await self._subscription(session, applying, parse_subscription(applying.obj), applying.created_s)
-        if kind == "checkout.session.completed":
+        if kind in CHECKOUT_DONE:
             return await self._checkout_completed(session, applying, fetched)
+        if kind == "checkout.session.async_payment_failed":
+            return await self._checkout_failed(session, applying)
         if kind in INVOICE_PAID or kind == "invoice.payment_failed":
             return await self._invoice(session, applying, failed=kind == "invoice.payment_failed")
         if kind == "customer.subscription.trial_will_end":
@@ -194,6 +198,15 @@ class EventProcessor:
             return "applied"
         # What Stripe holds now is at least as new as this event: versioned at the time it was read.
         return await self._subscription(session, applying, parse_subscription(fetched), int(applying.now_ms / 1000))
+
+    async def _checkout_failed(self, session: AsyncSession, applying: _Applying) -> str:
+        """A delayed payment failed: the checkout is no longer pending (its subscription's own events follow)."""
+        customer = applying.obj.get("customer")
+        account = await ledger.lock_account_of_customer(session, customer) if isinstance(customer, str) else None
+        if account is None or account.checkout_session_id != applying.obj.get("id"):
+            return "ignored"
+        account.checkout_session_id = account.checkout_expires_ms = None
+        return "applied"
 
     async def _subscription(self, session: AsyncSession, applying: _Applying, snap: Snapshot, version_s: int) -> str:
         account = await self._owner(session, snap.customer, snap.user_hint, applying.now_ms)
