@@ -26,11 +26,28 @@ def build(ctx: ModuleContext[Settings]) -> ModuleParts:
     from bastion.core.edge.asgi import RoutePolicy
     from bastion.core.edge.routes import RouteGroup
     from bastion.core.jobs.spec import Periodic
+    from bastion.core.module import EdgeHook
     from bastion.identity.router import route_handlers
+    from bastion.identity.sliding import SessionRenewer, SlidingSessionMiddleware
     from bastion.identity.wiring import IdentityParts
 
     parts = IdentityParts(ctx.platform, ctx.settings)
+    config = ctx.settings.identity
+    renewer = SessionRenewer(ctx.platform.db, signer=parts.signer, settings=config)
+    hooks = (
+        [
+            EdgeHook(
+                "before_admission",
+                lambda app: SlidingSessionMiddleware(
+                    app, renewer=renewer, settings=config, secure=parts.secure_cookies
+                ),
+            )
+        ]
+        if config.sliding_sessions
+        else []
+    )
     return ModuleParts(
+        edge_hooks=hooks,
         route_handlers=route_handlers,
         route_groups=[
             # Sign-in, registration and OAuth: the auth tier per address (and, in signin.py, per account).
