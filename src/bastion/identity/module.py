@@ -27,6 +27,7 @@ def build(ctx: ModuleContext[Settings]) -> ModuleParts:
     from bastion.core.edge.routes import RouteGroup
     from bastion.core.jobs.spec import Periodic
     from bastion.core.module import EdgeHook
+    from bastion.identity.page_routes import route_handlers as page_handlers
     from bastion.identity.router import route_handlers
     from bastion.identity.sliding import SessionRenewer, SlidingSessionMiddleware
     from bastion.identity.wiring import IdentityParts
@@ -48,8 +49,11 @@ def build(ctx: ModuleContext[Settings]) -> ModuleParts:
     )
     return ModuleParts(
         edge_hooks=hooks,
-        route_handlers=route_handlers,
+        route_handlers=[*route_handlers, *page_handlers],
         route_groups=[
+            # The sign-in page: the general tier (its form posts to /auth/login, the auth tier); its files none.
+            RouteGroup("/auth/signin", RoutePolicy(tier="general"), exact=True),
+            RouteGroup("/auth/assets", RoutePolicy(tier=None)),
             # Sign-in, registration and OAuth: the auth tier per address (and, in signin.py, per account).
             RouteGroup("/auth", RoutePolicy(tier="auth", max_body_bytes=_SMALL_BODY)),
             # Polled by pages and called by every signed-in client: the general tier. A refresh token is
