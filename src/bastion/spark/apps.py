@@ -18,11 +18,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy import delete, select
+from sqlalchemy.exc import SQLAlchemyError
 
+from bastion.core import logging as core_logging
 from bastion.core.db import Database
 from bastion.core.errors import Conflict, ValidationFailed
 from bastion.spark.models import HostedApp as HostedAppRow
 from bastion.spark.settings import HostedAppSettings, SparkSettings
+
+_log = core_logging.get_logger("bastion.spark")
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,9 +71,14 @@ class AppRegistry:
         return sorted(self._by_host.values(), key=lambda a: a.name)
 
     async def refresh(self) -> int:
-        """Re-read the apps kept in the database; how many apps are served."""
-        async with self.db.session() as session:
-            rows = (await session.scalars(select(HostedAppRow))).all()
+        """Re-read the apps kept in the database; how many apps are served. While the table cannot be read
+        (the database is down, or not migrated yet) the apps already known are kept: start-up goes on."""
+        try:
+            async with self.db.session() as session:
+                rows = (await session.scalars(select(HostedAppRow))).all()
+        except SQLAlchemyError as exc:
+            _log.warning("hosted apps not re-read", error=type(exc).__name__)
+            return len(self._by_host)
         names = {a.name for a in self._configured}
         hosts = {a.host for a in self._configured}
         found = {a.host: a for a in self._configured}
