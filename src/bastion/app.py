@@ -5,7 +5,8 @@
     app = create_app(settings, extra_modules=[NOTES])    # Bastion and a module of your own (a ``Module``)
 
 The result is the Litestar app wrapped in the edge, outermost first: context → telemetry → headers →
-guards → admission → error boundary → Litestar. ``app.platform`` and ``app.litestar`` give tests and
+guards → (modules' ``before_admission`` hooks) → admission → error boundary → (modules' ``app`` hooks) →
+Litestar. ``app.platform`` and ``app.litestar`` give tests and
 tools the pieces.
 """
 
@@ -123,10 +124,15 @@ def create_app(
     if unknown:
         raise ValueError(f"route groups use undeclared rate-limit tiers {unknown}; declare them in Module.tiers")
     default = RoutePolicy(tier="general", max_body_bytes=settings.max_body_bytes)
-    asgi: Any = ErrorBoundaryMiddleware(cast("ASGIApp", litestar), production=settings.is_production)
+    inner: ASGIApp = cast("ASGIApp", litestar)
+    for hook in reversed([h for p in parts for h in p.edge_hooks if h.stage == "app"]):
+        inner = hook.wrap(inner)  # the first module's hook is the outermost
+    asgi: Any = ErrorBoundaryMiddleware(inner, production=settings.is_production)
     asgi = AdmissionMiddleware(
         asgi, limiter=platform.limiter if settings.admission.enabled else None, resolver=resolver
     )
+    for hook in reversed([h for p in parts for h in p.edge_hooks if h.stage == "before_admission"]):
+        asgi = hook.wrap(asgi)
     asgi = GuardsMiddleware(
         asgi,
         routes=RouteTable(groups, default),

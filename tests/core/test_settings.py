@@ -27,7 +27,7 @@ def _tiers(settings: Settings) -> dict[str, Rate]:
 def test_default_tiers():
     """The documented default tiers are in force when nothing is configured."""
     tiers = _tiers(Settings(_env_file=None))
-    assert tiers["general"] == Rate(60, 60) and tiers["ai"] == Rate(10, 60) and tiers["kv"] == Rate(100, 60)
+    assert tiers["general"] == Rate(60, 60) and tiers["ai"] == Rate(10, 60) and tiers["kv"] == Rate(1200, 60)
     assert tiers["auth"] == Rate(5, 60) and tiers["secrets_create"] == Rate(10, 60)
     assert tiers["secrets_read"] == Rate(60, 60)
 
@@ -37,7 +37,7 @@ def test_tiers_come_from_the_environment(monkeypatch):
     monkeypatch.setenv("BASTION_RATE_LIMITS__AI", "20/hour")
     monkeypatch.setenv("BASTION_RATE_LIMITS__UPLOADS", "3/second")
     tiers = _tiers(Settings(_env_file=None))
-    assert tiers["ai"] == Rate(20, 3600) and tiers["uploads"] == Rate(3, 1) and tiers["kv"] == Rate(100, 60)
+    assert tiers["ai"] == Rate(20, 3600) and tiers["uploads"] == Rate(3, 1) and tiers["kv"] == Rate(1200, 60)
 
 
 @pytest.mark.parametrize("bad", ["5/fortnight", "0/minute", "ten/minute", "5"])

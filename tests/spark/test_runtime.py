@@ -12,11 +12,11 @@ def _loads() -> float:
     return REGISTRY.get_sample_value("bastion_spark_page_load_seconds_count") or 0.0
 
 
-async def test_user_is_401_when_signed_out(make_app):
-    """spark.user() without a principal gets 401 (the client then returns null)."""
+async def test_user_is_null_when_signed_out(make_app):
+    """spark.user() without a principal gets 200 null: the client caches the body as the user (``if (!user)``)."""
     async with serve(make_app(extra=(spark_principals,))) as http:
         response = await http.get("/_spark/user", headers={"Content-Type": "text/plain"})
-    assert response.status_code == 401
+    assert response.status_code == 200 and response.content == b"null"
 
 
 async def test_user_has_exactly_the_clients_fields(make_app):

@@ -28,7 +28,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel
 
@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     # has set PROMETHEUS_MULTIPROC_DIR for the workers (the metrics would then be per process).
     import click
 
+    from bastion.core.edge.asgi import ASGIApp
     from bastion.core.edge.routes import RouteGroup
     from bastion.core.health import HealthCheck
     from bastion.core.jobs.spec import Job
@@ -66,6 +67,17 @@ class Quota:
         Rate.parse(self.default)  # a typo in a default fails at import, in every test run
 
 
+@dataclass(frozen=True, slots=True)
+class EdgeHook:
+    """A pure-ASGI middleware a module adds to the edge, and where: ``"before_admission"`` runs after the
+    guards and before the principal is resolved (it may rewrite the credentials the request carries, e.g.
+    renew an expired session cookie); ``"app"`` runs after admission, around the Litestar app (it sees the
+    principal and may answer by itself, e.g. serve files on a host of its own)."""
+
+    stage: Literal["before_admission", "app"]
+    wrap: Callable[[ASGIApp], ASGIApp]
+
+
 @dataclass(kw_only=True)
 class ModuleParts:
     """What a module's ``build`` returns: its part of one running app."""
@@ -79,6 +91,8 @@ class ModuleParts:
     jobs: Sequence[Job] = ()
     health_checks: Sequence[HealthCheck] = ()
     principal_resolver: PrincipalResolver | None = None
+    edge_hooks: Sequence[EdgeHook] = ()
+    """Middleware of this module in the edge (see :class:`EdgeHook`), in the order of the module list."""
     on_startup: Sequence[Callable[[], Any]] = ()
     """Awaited in order when the app starts, after migrations, before the worker reports ready."""
     on_close: Sequence[tuple[str, Closer]] = ()

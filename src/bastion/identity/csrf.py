@@ -30,6 +30,12 @@ class Csrf:
         _, sep, netloc = text.partition("://")
         return bool(sep) and netloc.lower() == host.decode("latin-1").lower()
 
+    @staticmethod
+    def same_origin(origin: bytes, host: bytes) -> bool:
+        """The ``Origin``'s host:port is the request's ``Host``: the browser says the page is this site's."""
+        _, sep, netloc = origin.decode("latin-1").rstrip("/").partition("://")
+        return bool(sep) and netloc.lower() == host.decode("latin-1").lower()
+
     def problem(self, sent: bytes | None, stored: bytes | None, session_id: str) -> str | None:
         """Why the CSRF header fails (missing, not the cookie's value, not this session's), or None."""
         if sent is None or stored is None:

@@ -26,13 +26,34 @@ def build(ctx: ModuleContext[Settings]) -> ModuleParts:
     from bastion.core.edge.asgi import RoutePolicy
     from bastion.core.edge.routes import RouteGroup
     from bastion.core.jobs.spec import Periodic
+    from bastion.core.module import EdgeHook
+    from bastion.identity.page_routes import route_handlers as page_handlers
     from bastion.identity.router import route_handlers
+    from bastion.identity.sliding import SessionRenewer, SlidingSessionMiddleware
     from bastion.identity.wiring import IdentityParts
 
     parts = IdentityParts(ctx.platform, ctx.settings)
+    config = ctx.settings.identity
+    renewer = SessionRenewer(ctx.platform.db, signer=parts.signer, settings=config)
+    hooks = (
+        [
+            EdgeHook(
+                "before_admission",
+                lambda app: SlidingSessionMiddleware(
+                    app, renewer=renewer, settings=config, secure=parts.secure_cookies
+                ),
+            )
+        ]
+        if config.sliding_sessions
+        else []
+    )
     return ModuleParts(
-        route_handlers=route_handlers,
+        edge_hooks=hooks,
+        route_handlers=[*route_handlers, *page_handlers],
         route_groups=[
+            # The sign-in page: the general tier (its form posts to /auth/login, the auth tier); its files none.
+            RouteGroup("/auth/signin", RoutePolicy(tier="general"), exact=True),
+            RouteGroup("/auth/assets", RoutePolicy(tier=None)),
             # Sign-in, registration and OAuth: the auth tier per address (and, in signin.py, per account).
             RouteGroup("/auth", RoutePolicy(tier="auth", max_body_bytes=_SMALL_BODY)),
             # Polled by pages and called by every signed-in client: the general tier. A refresh token is

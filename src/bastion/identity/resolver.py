@@ -3,8 +3,9 @@
 * ``Authorization: Bearer bsk_…`` → the API key's principal (``kind="api_key"``);
 * ``Authorization: Bearer eyJ…`` → the access token's user (``kind="user"``);
 * ``Authorization: Bearer <service secret>`` → the service principal (cron, webhooks);
-* the access-token cookie → the user, and for a POST, PUT, PATCH or DELETE only with a CSRF token that
-  matches the CSRF cookie and the session (and an ``Origin``, when sent, of this site or an allowed one).
+* the access-token cookie → the user, and for a POST, PUT, PATCH or DELETE only when the browser proves the
+  request same-origin (``Sec-Fetch-Site: same-origin`` or an ``Origin`` of this host), or with a CSRF token
+  that matches the CSRF cookie and the session (and an ``Origin``, when sent, of an allowed one).
 
 It never raises: a rejected credential makes the request anonymous and is recorded with
 :func:`bastion.core.principal.refuse`, so a route that needs a principal answers 401 ``INVALID_TOKEN``,
@@ -178,9 +179,22 @@ class IdentityResolver:
         self.lifecycle.spawn(self._flight.do(key, lambda: self._lookup(key, token, via)), "identity-renew")
 
     def csrf_problem(self, scope: Scope, ctx: RequestContext, cookie: bytes, principal: Principal) -> str | None:
-        """Why a cookie-authenticated unsafe request fails the CSRF check, or None if it passes."""
-        if ctx.origin is not None and not self.csrf.origin_allowed(ctx.origin, ctx.host):
+        """Why a cookie-authenticated unsafe request fails the CSRF check, or None if it passes.
+
+        A request the browser proves same-origin needs no CSRF header (clients such as ``@github/spark``
+        never send one): ``Sec-Fetch-Site: same-origin``, or an ``Origin`` equal to the request's own
+        host. Both are set by the browser and cannot be set by a page's script, so a cross-site form or
+        fetch carrying the cookie still fails. A CORS-allowed origin still needs the token."""
+        fetch_site = find_header(scope, b"sec-fetch-site")
+        if fetch_site is not None and fetch_site != b"same-origin":
             return "This request comes from another site."
+        if ctx.origin is not None:
+            if self.csrf.same_origin(ctx.origin, ctx.host):
+                return None
+            if not self.csrf.origin_allowed(ctx.origin, ctx.host):
+                return "This request comes from another site."
+        elif fetch_site == b"same-origin":
+            return None
         sent = find_header(scope, self.csrf_header)
         return self.csrf.problem(
             sent, cookie_value(cookie, self.csrf_cookie), str(principal.attrs.get("session_id", ""))

@@ -82,7 +82,13 @@ def _session_cookies(identity: IdentityParts, issued: IssuedSession) -> list[Coo
     c = identity.config
     refresh_age = max(0, int((issued.refresh_expires_at - dt.datetime.now(dt.UTC)).total_seconds()))
     return [
-        _cookie(identity, c.cookie_access, issued.access_token, max_age=issued.access_expires_in),
+        # Sliding sessions: the cookie outlives its token, so the edge can renew it (sliding.py).
+        _cookie(
+            identity,
+            c.cookie_access,
+            issued.access_token,
+            max_age=refresh_age if c.sliding_sessions else issued.access_expires_in,
+        ),
         _cookie(identity, c.cookie_refresh, issued.refresh_token, max_age=refresh_age, path="/auth"),
         _cookie(identity, c.cookie_csrf, issued.csrf_token, max_age=refresh_age, httponly=False),
     ]

@@ -151,7 +151,13 @@ class IdentitySettings(BaseModel):
     jwt_issuer: str = "bastion"
     access_token_seconds: int = Field(900, ge=30, le=DAY)
     refresh_token_seconds: int = Field(30 * DAY, ge=300)
-    """Lifetime of a session (a refresh-token family) from sign-in; rotation does not extend it."""
+    """Lifetime of a session (a refresh-token family) from sign-in; rotation does not extend it. Also the
+    absolute timeout of a sliding cookie session."""
+    sliding_sessions: bool = True
+    """Cookie sessions: an expired access cookie is renewed at the edge while its session is alive (see
+    sliding.py), so a browser app stays signed in without calling ``/auth/refresh``."""
+    session_idle_seconds: int = Field(DAY, ge=60)
+    """A cookie session not used for this long is not renewed: the user signs in again (idle timeout)."""
 
     cookie_access: str = "bastion_access"
     cookie_refresh: str = "bastion_refresh"

@@ -92,8 +92,10 @@ class Signer:
         )
         return token, expires
 
-    def verify(self, token: str) -> dict[str, Any]:
-        """The claims of a valid token; raises ``jwt.InvalidTokenError`` (or a subclass) otherwise."""
+    def verify(self, token: str, *, allow_expired: bool = False) -> dict[str, Any]:
+        """The claims of a valid token; raises ``jwt.InvalidTokenError`` (or a subclass) otherwise.
+        ``allow_expired``: accept a token past its ``exp`` (its signature, issuer and audience still checked),
+        for renewing a live session's cookie (sliding.py)."""
         header = jwt.get_unverified_header(token)
         key = self._keys.get(str(header.get("kid", "")))
         if key is None or header.get("typ") != TOKEN_TYPE or header.get("alg") != ALGORITHM:
@@ -104,7 +106,7 @@ class Signer:
             algorithms=[ALGORITHM],
             audience=AUDIENCE,
             issuer=self.issuer,
-            options={"require": _REQUIRED_CLAIMS},
+            options={"require": _REQUIRED_CLAIMS, "verify_exp": not allow_expired},
         )
         if not isinstance(claims.get("sub"), str) or not isinstance(claims.get("sid"), str):
             raise jwt.InvalidTokenError("malformed subject")

@@ -28,6 +28,7 @@ from bastion.identity.credentials import Credentials
 from bastion.identity.csrf import Csrf
 from bastion.identity.last_used import LastUsed
 from bastion.identity.oauth import OAuthProvider
+from bastion.identity.page import SignInPage
 from bastion.identity.resolver import IdentityResolver
 from bastion.identity.service import Identity
 from bastion.identity.sessions import Sessions
@@ -89,6 +90,7 @@ class IdentityParts:
             lifecycle=platform.lifecycle,
         )
         self.facade = Identity(db, keyring=platform.keyring, accounts=self.accounts, settings=config)
+        self.page = SignInPage(list(self.providers))
         self.bootstrap: asyncio.Task[None] | None = None
         """The first-run owner creation, running in the background after start-up (None when off)."""
 

@@ -16,6 +16,7 @@ value with an initial one.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,10 +44,15 @@ class Namespace:
     collection: str = ""
 
 
-def namespace_of(principal: Principal | None, settings: SparkSettings, collection: str | None = None) -> Namespace:
-    """The namespace a caller's KV calls use: two apps on one Bastion never see each other's keys."""
+def namespace_of(
+    principal: Principal | None, settings: SparkSettings, collection: str | None = None, *, hosted: str | None = None
+) -> Namespace:
+    """The namespace a caller's KV calls use: two apps on one Bastion never see each other's keys. On a hosted
+    app's host (``hosted``: its name) that app's, whoever calls; else an API key's app, else the configured one."""
     app = settings.app_name
-    if principal is not None and principal.kind == "api_key":
+    if hosted is not None:
+        app = hosted
+    elif principal is not None and principal.kind == "api_key":
         named = principal.attrs.get("app")
         if isinstance(named, str) and named:
             app = named
@@ -100,15 +106,37 @@ class KvService:
             raise InvalidValue("The value must be JSON text, as JSON.stringify produces it.") from None
         return body.decode()
 
-    async def keys(self, space: Namespace) -> list[str]:
-        query = (
-            select(KvEntry.key)
-            .where(KvEntry.app == space.app, KvEntry.collection == space.collection)
-            .order_by(KvEntry.key)
-            .limit(self.settings.max_keys_listed)
-        )
-        async with self.db.session() as session:
-            return list((await session.scalars(query)).all())
+    async def keys(self, space: Namespace) -> AsyncIterator[list[str]]:
+        """Every key of ``space`` in key order, a page at a time (keyset pagination: memory stays flat and each
+        page is one short read, however many keys there are)."""
+        async for page in self._pages(space, with_values=False):
+            yield [key for key, _ in page]
+
+    async def entries(self, space: Namespace) -> AsyncIterator[list[tuple[str, str]]]:
+        """Every ``(key, JSON text)`` of ``space`` in key order, a page at a time (``@github/spark/db``)."""
+        async for page in self._pages(space, with_values=True):
+            yield page
+
+    async def _pages(self, space: Namespace, *, with_values: bool) -> AsyncIterator[list[tuple[str, str]]]:
+        size = self.settings.list_page_size
+        columns: Any = (KvEntry.key, KvEntry.value) if with_values else (KvEntry.key, KvEntry.key)
+        after: str | None = None
+        while True:
+            query = (
+                select(*columns)
+                .where(KvEntry.app == space.app, KvEntry.collection == space.collection)
+                .order_by(KvEntry.key)
+                .limit(size)
+            )
+            if after is not None:
+                query = query.where(KvEntry.key > after)
+            async with self.db.session() as session:
+                page = [(row[0], row[1]) for row in (await session.execute(query)).all()]
+            if page:
+                yield page
+            if len(page) < size:
+                return
+            after = page[-1][0]
 
     async def get(self, space: Namespace, key: str) -> str:
         self.check_key(key)
