@@ -13,6 +13,7 @@ from bastion.identity.settings import IdentitySettings
 from bastion.secrets.settings import SecretsSettings
 from bastion.spark.settings import SparkSettings
 from bastion.web.settings import WebSettings
+from bastion.workflows.settings import WorkflowsSettings
 
 
 class Settings(CoreSettings):
@@ -23,3 +24,4 @@ class Settings(CoreSettings):
     ai: AiSettings = AiSettings()
     spark: SparkSettings = SparkSettings()
     web: WebSettings = WebSettings()
+    workflows: WorkflowsSettings = WorkflowsSettings()

@@ -1,0 +1,40 @@
+"""Settings of the workflows module (``BASTION_WORKFLOWS__<FIELD>``).
+
+BASTION_WORKFLOWS__GHL_API_URL=https://services.leadconnectorhq.com
+BASTION_WORKFLOWS__GHL_WEBHOOK_PUBLIC_KEY="-----BEGIN PUBLIC KEY-----..."   # GHL's published Ed25519 key
+BASTION_WORKFLOWS__MAX_STEPS=5000
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+
+
+class WorkflowsSettings(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    ghl_api_url: str = "https://services.leadconnectorhq.com"
+    """GHL's API (and OAuth token endpoint) base URL; tests point it at a local fake."""
+    ghl_api_version: str = "2021-07-28"
+    """The ``Version`` header every GHL API call carries."""
+    ghl_client_id: str = ""
+    ghl_client_secret: SecretStr = SecretStr("")
+    ghl_requests_per_window: int = Field(100, ge=1)
+    ghl_window_seconds: float = Field(10.0, gt=0)
+    """GHL's burst limit: 100 requests per 10 s per location, counted in the shared store across instances."""
+    ghl_timeout_seconds: float = Field(10.0, gt=0)
+    refresh_margin_seconds: int = Field(300, ge=0)
+    """Refresh an access token this long before it expires (GHL's SDK uses 30 s; more margin, fewer 401s)."""
+
+    ghl_webhook_public_key: str = ""
+    """GHL's Ed25519 public key (PEM) for ``x-ghl-signature``. Unset: every webhook is refused (401)."""
+    ghl_webhook_legacy_rsa_key: str = ""
+    """GHL's RSA public key (PEM) for the legacy ``x-wh-signature``; used only with ``accept_legacy_signatures``."""
+    accept_legacy_signatures: bool = False
+    webhook_tolerance_seconds: int = Field(300, ge=1)
+    """Webhooks whose ``timestamp`` is further than this from now are refused (replays)."""
+
+    max_definition_bytes: int = Field(2 * 1_048_576, ge=1024)
+    max_steps: int = Field(5000, ge=1)
+    """Largest workflow analysed, in steps (and triggers)."""
+    history_page_size: int = Field(20, ge=1, le=200)
