@@ -13,7 +13,8 @@ AppError
 │   ├── DefinitionUnavailable     422 WORKFLOW_DEFINITION_UNAVAILABLE (GHL gives metadata only: import it)
 │   └── DiffMismatch              422 DIFF_DIFFERENT_WORKFLOWS
 ├── RateLimited
-│   └── DailyAnalysesReached      429 ANALYSES_LIMIT_REACHED
+│   ├── DailyAnalysesReached      429 ANALYSES_LIMIT_REACHED
+│   └── GhlRateLimited            429 GHL_RATE_LIMITED   (GHL's 100 requests / 10 s per location, counted here)
 └── BadGateway
     └── GhlUnavailable            502 GHL_UNAVAILABLE
 """
@@ -53,6 +54,10 @@ class DiffMismatch(ValidationFailed):
 
 class DailyAnalysesReached(RateLimited):
     code, title = "ANALYSES_LIMIT_REACHED", "Your plan's daily analyses are used up"
+
+
+class GhlRateLimited(RateLimited):
+    code, title = "GHL_RATE_LIMITED", "GoHighLevel's rate limit for this location is reached"
 
 
 class GhlUnavailable(BadGateway):

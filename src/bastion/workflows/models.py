@@ -30,6 +30,8 @@ class ConnectionRow(Base):
     scope: Mapped[str] = mapped_column(String(1000), default="")
     status: Mapped[str] = mapped_column(String(16), default="active")  # active | reconnect | uninstalled
     token_version: Mapped[int] = mapped_column(Integer, default=0)
+    lease_until_ms: Mapped[int] = mapped_column(BigInteger, default=0)
+    """Held by the one worker refreshing the tokens (across instances: the row is shared)."""
     updated_at_ms: Mapped[int] = mapped_column(BigInteger)
 
     __table_args__ = (UniqueConstraint("user_id", "kind", "resource_id", name="uq_workflows_connection"),)
@@ -86,6 +88,19 @@ class OverrideRow(Base):
     node_id: Mapped[str] = mapped_column(String(200), primary_key=True, default="")
     action: Mapped[str] = mapped_column(String(16))  # "ignore" | "severity"
     severity: Mapped[str | None] = mapped_column(String(16))
+
+
+class ReanalysisRow(Base):
+    """A queued re-analysis (the outbox of the GHL webhook): written with the webhook's record, run by a job."""
+
+    __tablename__ = "workflows_reanalysis"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    workflow_id: Mapped[str] = mapped_column(String(32))
+    version: Mapped[int] = mapped_column(Integer)
+    queued_at_ms: Mapped[int] = mapped_column(BigInteger, index=True)
+    claimed_until_ms: Mapped[int] = mapped_column(BigInteger, default=0)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
 
 
 class WebhookEventRow(Base):

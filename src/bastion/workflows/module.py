@@ -23,11 +23,32 @@ def build(ctx: ModuleContext[Settings]) -> ModuleParts:
     from bastion.workflows.service import WorkflowsService
 
     platform, config = ctx.platform, ctx.settings.workflows
-    service = WorkflowsService(platform.db, store=ctx.store, settings=config)
+    identity = ctx.require(Identity)
+    source = None
+    if config.ghl_client_id:
+        from bastion.workflows.ghl.client import GhlClient
+        from bastion.workflows.ghl.source import GhlSource
+        from bastion.workflows.ghl.tokens import Tokens
+
+        client = GhlClient(platform.http, config, store=ctx.store)
+        tokens = Tokens(
+            platform.db,
+            keyring=platform.keyring,
+            client=client,
+            margin_seconds=config.refresh_margin_seconds,
+            wait_seconds=config.ghl_timeout_seconds + 5,
+        )
+        source = GhlSource(platform.db, tokens=tokens, client=client)
+        # every GoHighLevel sign-in (a location's, or an agency's with user_type=Company) leaves its tokens here
+        for name, provider in ctx.settings.identity.oauth_providers.items():
+            if provider.preset == "gohighlevel":
+                identity.on_oauth_signin(name, source.on_signin)
+    service = WorkflowsService(platform.db, store=ctx.store, settings=config, source=source)
     parts = Workflows(
         service=service,
         history=History(platform.db, page_size=config.history_page_size),
-        identity=ctx.require(Identity),
+        identity=identity,
+        source=source,
     )
     definitions = RoutePolicy(tier="workflows_analyze", max_body_bytes=config.max_definition_bytes)
     return ModuleParts(
@@ -40,6 +61,7 @@ def build(ctx: ModuleContext[Settings]) -> ModuleParts:
             RouteGroup("/api/analysis", RoutePolicy(tier="general", max_body_bytes=0)),
             RouteGroup("/api/rules", RoutePolicy(tier="general"), methods={"GET"}, exact=True),
             RouteGroup("/api/overrides", RoutePolicy(tier="general", max_body_bytes=65_536), exact=True),
+            RouteGroup("/api/agency", RoutePolicy(tier="general", max_body_bytes=0)),
         ],
         dependencies={"workflows": Provide(lambda: parts, use_cache=True, sync_to_thread=False)},
     )

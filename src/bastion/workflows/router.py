@@ -11,6 +11,8 @@ GET    /api/analysis/{id}/diff?base={id}    new / fixed / unchanged issues since
 GET    /api/analysis/{id}/export?format=markdown|sarif
 GET    /api/rules                           the rule catalogue
 GET    /api/overrides, PUT /api/overrides   the account's severities and ignores
+POST   /api/agency/locations                an agency's locations, each connected with its own tokens
+GET    /api/agency/summary                  per location: workflows, analysed, worst score and grade
 
 What a plan shows is decided in one place, :func:`entitlement`, from the caller's principal (identity keeps
 the plan on it and pushes plan changes to every instance at once).
@@ -27,9 +29,11 @@ from litestar.di import NamedDependency
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
 from bastion.core.dependencies import AppRequest
+from bastion.core.errors import NotFound
 from bastion.core.principal import require_user
 from bastion.identity.service import Identity, PlanLimits
 from bastion.workflows.engine import RULES
+from bastion.workflows.ghl.source import GhlSource
 from bastion.workflows.history import History
 from bastion.workflows.schemas import (
     AnalysisDiff,
@@ -54,6 +58,7 @@ class Workflows:
     service: WorkflowsService
     history: History
     identity: Identity
+    source: GhlSource | None
 
 
 def entitlement(request: AppRequest, identity: Identity) -> tuple[str, PlanLimits]:
@@ -164,7 +169,28 @@ async def put_overrides(
     return await workflows.service.set_overrides(user_id, data)
 
 
+def _source(workflows: Workflows) -> GhlSource:
+    if workflows.source is None:
+        raise NotFound("GoHighLevel is not configured on this server.")
+    return workflows.source
+
+
+@post("/api/agency/locations", status_code=200)
+async def agency_locations(request: AppRequest, workflows: NamedDependency[Workflows]) -> list[dict[str, Any]]:
+    user_id, _ = entitlement(request, workflows.identity)
+    made = await _source(workflows).agency_locations(user_id)
+    return [{"locationId": c.resource_id, "name": c.name, "status": c.status} for c in made]
+
+
+@get("/api/agency/summary")
+async def agency_summary(request: AppRequest, workflows: NamedDependency[Workflows]) -> list[dict[str, Any]]:
+    user_id, _ = entitlement(request, workflows.identity)
+    return await _source(workflows).summary(user_id)
+
+
 route_handlers = [
+    agency_locations,
+    agency_summary,
     list_workflows,
     workflow_structure,
     import_workflow,

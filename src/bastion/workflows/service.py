@@ -14,7 +14,7 @@ import asyncio
 import time
 import uuid
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 from sqlalchemy import delete, select
@@ -43,6 +43,10 @@ from bastion.workflows.schemas import (
     WorkflowSummary,
 )
 from bastion.workflows.settings import WorkflowsSettings
+from bastion.workflows.upsert import insert_missing
+
+if TYPE_CHECKING:
+    from bastion.workflows.ghl.source import GhlSource
 
 DAY = 86_400
 # Engine runs longer than this go to a worker thread, so one big workflow does not stall the event loop.
@@ -60,11 +64,13 @@ class WorkflowsService:
         *,
         store: Store,
         settings: WorkflowsSettings,
+        source: GhlSource | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.db = db
         self.store = store
         self.settings = settings
+        self.source = source
         self.clock = clock
 
     def now_ms(self) -> int:
@@ -90,21 +96,20 @@ class WorkflowsService:
         self, user_id: str, source: str, location_id: str, wf: Workflow, definition: dict[str, Any] | None
     ) -> Imported:
         text = msgspec.json.encode(definition).decode() if definition is not None else None
+        key = (
+            WorkflowRow.user_id == user_id,
+            WorkflowRow.source == source,
+            WorkflowRow.location_id == location_id,
+            WorkflowRow.external_id == wf.id,
+        )
         async with self.db.transaction() as session:
-            row = await session.scalar(
-                select(WorkflowRow).where(
-                    WorkflowRow.user_id == user_id,
-                    WorkflowRow.source == source,
-                    WorkflowRow.location_id == location_id,
-                    WorkflowRow.external_id == wf.id,
-                )
+            new = {"id": new_id(), "user_id": user_id, "source": source, "location_id": location_id}
+            await insert_missing(
+                session, self.db.dialect, WorkflowRow, [{**new, "external_id": wf.id, "updated_at_ms": 0}]
             )
-            created = row is None
-            if row is None:
-                row = WorkflowRow(
-                    id=new_id(), user_id=user_id, source=source, location_id=location_id, external_id=wf.id
-                )
-                session.add(row)
+            row = await session.scalar(select(WorkflowRow).where(*key))
+            assert row is not None  # inserted above, or by a concurrent import of the same workflow
+            created = row.id == new["id"]
             row.name, row.status, row.version = wf.name, wf.status, wf.version
             if text is not None:
                 row.definition = text
@@ -113,6 +118,9 @@ class WorkflowsService:
             return Imported(views.summary(row), created)
 
     async def workflows(self, user_id: str) -> list[WorkflowSummary]:
+        """The user's workflows, GHL's lists synced first (a disconnected location: 403 asking to reconnect)."""
+        if self.source is not None:
+            await self.source.sync(user_id)
         async with self.db.session() as session:
             rows = await session.scalars(
                 select(WorkflowRow).where(WorkflowRow.user_id == user_id).order_by(WorkflowRow.name, WorkflowRow.id)
@@ -126,7 +134,17 @@ class WorkflowsService:
             raise WorkflowNotFound(f"No workflow {workflow_id!r} in your account.")
         return row
 
-    def definition_of(self, row: WorkflowRow) -> Workflow:
+    async def definition_of(self, row: WorkflowRow) -> Workflow:
+        if row.definition is None and row.source == "ghl" and self.source is not None:
+            fetched = await self.source.definition(row)
+            wf = self.parse(fetched)
+            text = msgspec.json.encode(fetched).decode()
+            async with self.db.transaction() as session:
+                stored = await session.get(WorkflowRow, row.id)
+                if stored is not None:
+                    stored.definition, stored.name, stored.status = text, wf.name or stored.name, wf.status
+            row.definition = text
+            return wf
         if row.definition is None:
             raise DefinitionUnavailable(
                 "GoHighLevel's API lists this workflow but not its steps: export it and send it to "
@@ -136,7 +154,7 @@ class WorkflowsService:
 
     async def structure(self, user_id: str, workflow_id: str) -> WorkflowStructure:
         row = await self.row(user_id, workflow_id)
-        return views.structure(row, self.definition_of(row))
+        return views.structure(row, await self.definition_of(row))
 
     # -- analysis ----------------------------------------------------------------------------------------
 
@@ -150,7 +168,7 @@ class WorkflowsService:
             assert request.workflow_id is not None
             workflow_id = request.workflow_id
         row = await self.row(user_id, workflow_id)
-        wf = self.definition_of(row)
+        wf = await self.definition_of(row)
         await self._count_analysis(user_id, limits)
         return views.analysis_view(await self.run(user_id, row, wf), limits.workflow_issues_shown)
 

@@ -1,8 +1,8 @@
-"""workflows: connections, workflows, analyses, overrides, webhook events
+"""workflows: connections, workflows, analyses, overrides, re-analysis queue, webhook events
 
-Revision ID: fff4b29f4f39
+Revision ID: 2e4d78839ddd
 Revises:
-Create Date: 2026-12-03 18:14:50.994702
+Create Date: 2026-12-03 18:21:02.043177
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "fff4b29f4f39"
+revision: str = "2e4d78839ddd"
 down_revision: str | Sequence[str] | None = None
 branch_labels: str | Sequence[str] | None = ("workflows",)
 depends_on: str | Sequence[str] | None = None
@@ -52,6 +52,7 @@ def upgrade() -> None:
         sa.Column("scope", sa.String(length=1000), nullable=False),
         sa.Column("status", sa.String(length=16), nullable=False),
         sa.Column("token_version", sa.Integer(), nullable=False),
+        sa.Column("lease_until_ms", sa.BigInteger(), nullable=False),
         sa.Column("updated_at_ms", sa.BigInteger(), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_workflows_connection")),
         sa.UniqueConstraint("user_id", "kind", "resource_id", name="uq_workflows_connection"),
@@ -68,6 +69,19 @@ def upgrade() -> None:
         sa.Column("severity", sa.String(length=16), nullable=True),
         sa.PrimaryKeyConstraint("user_id", "rule_id", "node_id", name=op.f("pk_workflows_override")),
     )
+    op.create_table(
+        "workflows_reanalysis",
+        sa.Column("id", sa.String(length=32), nullable=False),
+        sa.Column("workflow_id", sa.String(length=32), nullable=False),
+        sa.Column("version", sa.Integer(), nullable=False),
+        sa.Column("queued_at_ms", sa.BigInteger(), nullable=False),
+        sa.Column("claimed_until_ms", sa.BigInteger(), nullable=False),
+        sa.Column("attempts", sa.Integer(), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_workflows_reanalysis")),
+    )
+    with op.batch_alter_table("workflows_reanalysis", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_workflows_reanalysis_queued_at_ms"), ["queued_at_ms"], unique=False)
+
     op.create_table(
         "workflows_webhook_event",
         sa.Column("webhook_id", sa.String(length=100), nullable=False),
@@ -109,6 +123,10 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_workflows_webhook_event_received_at_ms"))
 
     op.drop_table("workflows_webhook_event")
+    with op.batch_alter_table("workflows_reanalysis", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_workflows_reanalysis_queued_at_ms"))
+
+    op.drop_table("workflows_reanalysis")
     op.drop_table("workflows_override")
     with op.batch_alter_table("workflows_connection", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_workflows_connection_user_id"))
