@@ -83,3 +83,22 @@ def condition(id: str, *branches: tuple[str, int]) -> dict[str, Any]:
             for b, n in branches
         ],
     }
+
+
+def broken() -> dict[str, Any]:
+    """Five issues of four severities: a webhook to a private host over HTTP, a secret, back-to-back texts."""
+    return edit(
+        chain(
+            sms("a1"),
+            sms("a2", "Another"),
+            step(
+                "h1",
+                "webhook",
+                url="http://10.1.2.3/hook",
+                headers={"Authorization": "Bearer sk_live_abcdefgh12345678"},
+            ),
+            step("x1", "teleport"),
+        ),
+        id="wf_broken",
+        name="Broken lead flow",
+    )

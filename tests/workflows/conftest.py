@@ -14,6 +14,8 @@ from bastion.app import Bastion
 from bastion.settings import Settings
 from tests.conftest import serve
 from tests.identity.conftest import FAST_ARGON, bearer, identity_of, register
+from tests.workflows.builders import broken, corpus
+from tests.workflows.fake_ghl import FakeGhl
 
 OPEN_LIMITS = {"general": "100000/minute", "workflows_analyze": "100000/minute", "auth": "100000/minute"}
 
@@ -66,3 +68,46 @@ async def sign_up(http: httpx.AsyncClient, app: Bastion, email: str, plan: str =
     if plan != "free":
         await identity_of(app).set_plan(user_id, plan)  # type: ignore[arg-type]
     return User(user_id, bearer(session["access_token"]))
+
+
+@pytest.fixture
+async def ghl() -> AsyncIterator[FakeGhl]:
+    fake = FakeGhl()
+    fake.add_location("loc_1", "Main Street Dental", corpus()["lead_nurture"], broken())
+    await fake.start()
+    try:
+        yield fake
+    finally:
+        await fake.stop()
+
+
+@pytest.fixture
+def ghl_app(wf_app, ghl):
+    def build(workflows: dict[str, Any] | None = None, **overrides: Any):
+        providers = {
+            "gohighlevel": ghl.provider_settings(),
+            "ghl-agency": {**ghl.provider_settings(), "token_params": {"user_type": "Company"}},
+        }
+        return wf_app(
+            ghl.workflows_settings(**(workflows or {})),
+            identity={"oauth_providers": providers, "oauth_timeout_seconds": 2.0},
+            **overrides,
+        )
+
+    return build
+
+
+async def ghl_sign_in(http: httpx.AsyncClient, provider: str = "gohighlevel") -> dict[str, str]:
+    """Bastion → GHL's location chooser → Bastion's callback; returns the CSRF header for unsafe requests."""
+    start = await http.get(f"/auth/login/{provider}")
+    assert start.status_code == 302, start.text
+    async with httpx.AsyncClient() as browser:
+        chosen = await browser.get(start.headers["location"])
+    assert chosen.status_code == 302, chosen.text
+    done = await http.get(chosen.headers["location"])
+    assert done.status_code == 302, done.text
+    return {"X-CSRF-Token": http.cookies["bastion_csrf"]}
+
+
+def db_of(app: Bastion) -> Any:
+    return app.litestar.dependencies["workflows"].dependency().service.db  # type: ignore[union-attr]

@@ -6,27 +6,8 @@ from typing import Any
 
 import httpx
 
-from tests.workflows.builders import chain, corpus, edit, sms, step
+from tests.workflows.builders import broken, chain, corpus, sms
 from tests.workflows.conftest import User, running, sign_up
-
-
-def broken() -> dict[str, Any]:
-    """Five issues of four severities: a webhook to a private host over HTTP, a secret, back-to-back texts."""
-    return edit(
-        chain(
-            sms("a1"),
-            sms("a2", "Another"),
-            step(
-                "h1",
-                "webhook",
-                url="http://10.1.2.3/hook",
-                headers={"Authorization": "Bearer sk_live_abcdefgh12345678"},
-            ),
-            step("x1", "teleport"),
-        ),
-        id="wf_broken",
-        name="Broken lead flow",
-    )
 
 
 async def _import(http: httpx.AsyncClient, user: User, definition: dict[str, Any]) -> dict[str, Any]:

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import copy
-from collections.abc import AsyncIterator
 from typing import Any
 
-import httpx
 import pytest
 from sqlalchemy import select, update
 
@@ -17,53 +15,9 @@ from bastion.workflows.ghl.tokens import sealed_context
 from bastion.workflows.models import ConnectionRow
 from tests.conftest import serve
 from tests.workflows.builders import corpus
-from tests.workflows.fake_ghl import FakeGhl
-from tests.workflows.test_api import broken
+from tests.workflows.conftest import db_of, ghl_sign_in
 
 SQLITE = pytest.mark.parametrize("database", ["sqlite"], indirect=True)
-
-
-@pytest.fixture
-async def ghl() -> AsyncIterator[FakeGhl]:
-    fake = FakeGhl()
-    fake.add_location("loc_1", "Main Street Dental", corpus()["lead_nurture"], broken())
-    await fake.start()
-    try:
-        yield fake
-    finally:
-        await fake.stop()
-
-
-@pytest.fixture
-def ghl_app(wf_app, ghl):
-    def build(workflows: dict[str, Any] | None = None, **overrides: Any):
-        providers = {
-            "gohighlevel": ghl.provider_settings(),
-            "ghl-agency": {**ghl.provider_settings(), "token_params": {"user_type": "Company"}},
-        }
-        return wf_app(
-            ghl.workflows_settings(**(workflows or {})),
-            identity={"oauth_providers": providers, "oauth_timeout_seconds": 2.0},
-            **overrides,
-        )
-
-    return build
-
-
-async def ghl_sign_in(http: httpx.AsyncClient, provider: str = "gohighlevel") -> dict[str, str]:
-    """Bastion → GHL's location chooser → Bastion's callback; returns the CSRF header for unsafe requests."""
-    start = await http.get(f"/auth/login/{provider}")
-    assert start.status_code == 302, start.text
-    async with httpx.AsyncClient() as browser:
-        chosen = await browser.get(start.headers["location"])
-    assert chosen.status_code == 302, chosen.text
-    done = await http.get(chosen.headers["location"])
-    assert done.status_code == 302, done.text
-    return {"X-CSRF-Token": http.cookies["bastion_csrf"]}
-
-
-def db_of(app: Bastion) -> Any:
-    return app.litestar.dependencies["workflows"].dependency().service.db  # type: ignore[union-attr]
 
 
 async def connection(app: Bastion, resource: str = "loc_1") -> Any:

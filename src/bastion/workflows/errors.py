@@ -2,7 +2,8 @@
 
 AppError
 ├── Unauthorized
-│   └── WebhookSignatureInvalid   401 WEBHOOK_SIGNATURE_INVALID
+│   ├── WebhookSignatureInvalid   401 WEBHOOK_SIGNATURE_INVALID
+│   └── WebhookStale              401 WEBHOOK_STALE      (a timestamp outside the tolerance: a replay)
 ├── Forbidden
 │   └── GhlReconnectRequired      403 GHL_RECONNECT_REQUIRED   (the location's tokens were refused or removed)
 ├── NotFound
@@ -26,6 +27,10 @@ from bastion.core.errors import BadGateway, Forbidden, NotFound, RateLimited, Un
 
 class WebhookSignatureInvalid(Unauthorized):
     code, title = "WEBHOOK_SIGNATURE_INVALID", "Webhook signature missing or invalid"
+
+
+class WebhookStale(Unauthorized):
+    code, title = "WEBHOOK_STALE", "Webhook timestamp outside the tolerance"
 
 
 class GhlReconnectRequired(Forbidden):

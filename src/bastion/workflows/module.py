@@ -17,10 +17,13 @@ def build(ctx: ModuleContext[Settings]) -> ModuleParts:
 
     from bastion.core.edge.asgi import RoutePolicy
     from bastion.core.edge.routes import RouteGroup
+    from bastion.core.jobs.spec import Periodic
     from bastion.identity.service import Identity
     from bastion.workflows.history import History
+    from bastion.workflows.reanalyse import Reanalyser
     from bastion.workflows.router import Workflows, route_handlers
     from bastion.workflows.service import WorkflowsService
+    from bastion.workflows.webhooks import Webhooks
 
     platform, config = ctx.platform, ctx.settings.workflows
     identity = ctx.require(Identity)
@@ -44,16 +47,41 @@ def build(ctx: ModuleContext[Settings]) -> ModuleParts:
             if provider.preset == "gohighlevel":
                 identity.on_oauth_signin(name, source.on_signin)
     service = WorkflowsService(platform.db, store=ctx.store, settings=config, source=source)
+    webhooks = Webhooks(
+        platform.db,
+        settings=config,
+        on_install=source.install if source is not None else None,
+        on_uninstall=source.disconnect if source is not None else None,
+    )
     parts = Workflows(
         service=service,
         history=History(platform.db, page_size=config.history_page_size),
         identity=identity,
         source=source,
+        webhooks=webhooks,
     )
+    reanalyser = Reanalyser(platform.db, service)
+    handlers = list(route_handlers)
+    groups = []
+    if ctx.settings.env == "development":  # the seed's /test/... endpoints; never registered in production
+        from bastion.workflows.devtools import route_handlers as dev_handlers
+
+        handlers += dev_handlers
+        groups.append(
+            RouteGroup("/test", RoutePolicy(tier="workflows_analyze", max_body_bytes=config.max_definition_bytes))
+        )
     definitions = RoutePolicy(tier="workflows_analyze", max_body_bytes=config.max_definition_bytes)
     return ModuleParts(
-        route_handlers=route_handlers,
+        route_handlers=handlers,
         route_groups=[
+            *groups,
+            RouteGroup(
+                "/webhooks/ghl",
+                RoutePolicy(tier="workflows_webhooks", max_body_bytes=262_144),
+                methods={"POST"},
+                exact=True,
+            ),
+            RouteGroup("/webhooks/health", RoutePolicy(tier="general"), methods={"GET"}, exact=True),
             RouteGroup("/api/analyze", definitions, methods={"POST"}, exact=True),
             RouteGroup("/api/workflows/import", definitions, methods={"POST"}, exact=True),
             RouteGroup("/api/workflows", RoutePolicy(tier="general"), methods={"GET"}),
@@ -64,6 +92,15 @@ def build(ctx: ModuleContext[Settings]) -> ModuleParts:
             RouteGroup("/api/agency", RoutePolicy(tier="general", max_body_bytes=0)),
         ],
         dependencies={"workflows": Provide(lambda: parts, use_cache=True, sync_to_thread=False)},
+        # re-analyses GHL webhooks queued; every worker runs it (rows are claimed one by one)
+        jobs=[
+            Periodic(
+                name="workflows.reanalyse",
+                every=config.reanalyse_every_seconds,
+                run=reanalyser.run,
+                record_success=False,
+            )
+        ],
     )
 
 
@@ -72,6 +109,6 @@ MODULE: Module[Settings] = Module(
     settings=WorkflowsSettings,
     models="bastion.workflows.models",
     migrations=Path(__file__).parent / "migrations",
-    tiers=[Quota("workflows_analyze", "30/minute")],
+    tiers=[Quota("workflows_analyze", "30/minute"), Quota("workflows_webhooks", "600/minute")],
     build=build,
 )

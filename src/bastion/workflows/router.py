@@ -11,6 +11,8 @@ GET    /api/analysis/{id}/diff?base={id}    new / fixed / unchanged issues since
 GET    /api/analysis/{id}/export?format=markdown|sarif
 GET    /api/rules                           the rule catalogue
 GET    /api/overrides, PUT /api/overrides   the account's severities and ignores
+POST   /webhooks/ghl                        GoHighLevel's webhooks (signed; see webhooks.py)
+GET    /webhooks/health
 POST   /api/agency/locations                an agency's locations, each connected with its own tokens
 GET    /api/agency/summary                  per location: workflows, analysed, worst score and grade
 
@@ -47,6 +49,7 @@ from bastion.workflows.schemas import (
     WorkflowSummary,
 )
 from bastion.workflows.service import WorkflowsService
+from bastion.workflows.webhooks import Webhooks
 
 Limit = Annotated[int, msgspec.Meta(ge=1, le=200)]
 
@@ -59,6 +62,7 @@ class Workflows:
     history: History
     identity: Identity
     source: GhlSource | None
+    webhooks: Webhooks
 
 
 def entitlement(request: AppRequest, identity: Identity) -> tuple[str, PlanLimits]:
@@ -188,7 +192,21 @@ async def agency_summary(request: AppRequest, workflows: NamedDependency[Workflo
     return await _source(workflows).summary(user_id)
 
 
+@post("/webhooks/ghl", status_code=200)
+async def ghl_webhook(request: AppRequest, workflows: NamedDependency[Workflows]) -> dict[str, Any]:
+    body = await request.body()  # the raw bytes: the signature is over them, not over a re-encoding
+    headers = {k.lower(): v for k, v in request.headers.items()}
+    return await workflows.webhooks.receive(body, headers)
+
+
+@get("/webhooks/health")
+async def webhooks_health(workflows: NamedDependency[Workflows]) -> dict[str, Any]:
+    return await workflows.webhooks.health()
+
+
 route_handlers = [
+    ghl_webhook,
+    webhooks_health,
     agency_locations,
     agency_summary,
     list_workflows,

@@ -37,4 +37,6 @@ class WorkflowsSettings(BaseModel):
     max_definition_bytes: int = Field(2 * 1_048_576, ge=1024)
     max_steps: int = Field(5000, ge=1)
     """Largest workflow analysed, in steps (and triggers)."""
+    reanalyse_every_seconds: float = Field(5.0, gt=0)
+    """How often the queue of re-analyses (from GHL webhooks) is looked at."""
     history_page_size: int = Field(20, ge=1, le=200)

@@ -88,6 +88,25 @@ class GhlSource:
         log.info("ghl connected", kind=kind, resource=resource, user_id=user_id)
         return row
 
+    async def install(self, company_id: str, location_id: str) -> None:
+        """GHL's INSTALL for a location of a connected company: mint the location's tokens (as GHL's SDK does)."""
+        async with self.db.session() as session:
+            companies = list(
+                await session.scalars(
+                    select(ConnectionRow).where(
+                        ConnectionRow.kind == "company",
+                        ConnectionRow.resource_id == company_id,
+                        ConnectionRow.status == "active",
+                    )
+                )
+            )
+        for company in companies:
+            pair = await self._with_token(
+                company,
+                functools.partial(self.client.location_token, company_id=company_id, location_id=location_id),
+            )
+            await self.connect(company.user_id, "location", location_id, company_id, pair)
+
     async def disconnect(self, resource: str) -> int:
         """The app was uninstalled from a location (or company): its tokens go, its users must reconnect."""
         async with self.db.begin() as conn:
