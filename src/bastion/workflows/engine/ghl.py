@@ -33,27 +33,27 @@ class DefinitionError(ValueError):
     """The JSON is not a workflow definition; the message names the offending path."""
 
 
-class _Filter(msgspec.Struct, frozen=True):
+class _Filter(msgspec.Struct, frozen=True, gc=False):
     field: _NAME
     value: _Scalar = None
     operator: _NAME = "is"
 
 
-class _Trigger(msgspec.Struct, frozen=True):
+class _Trigger(msgspec.Struct, frozen=True, gc=False):
     id: _ID
     type: _ID
     name: _NAME = ""
     filters: list[_Filter] = []
 
 
-class _Branch(msgspec.Struct, frozen=True):
+class _Branch(msgspec.Struct, frozen=True, gc=False):
     id: _ID
     name: _NAME = ""
     conditions: list[dict[str, Any]] = []
     percent: float | None = None
 
 
-class _Action(msgspec.Struct, frozen=True):
+class _Action(msgspec.Struct, frozen=True, gc=False):
     id: _ID
     type: _ID
     name: _NAME = ""
@@ -61,20 +61,20 @@ class _Action(msgspec.Struct, frozen=True):
     branches: list[_Branch] = []
 
 
-class _Connection(msgspec.Struct, frozen=True):
+class _Connection(msgspec.Struct, frozen=True, gc=False):
     source: _ID = msgspec.field(name="from")
     to: _ID = msgspec.field()
     branch: _ID | None = None
 
 
-class _Settings(msgspec.Struct, frozen=True, rename="camel"):
+class _Settings(msgspec.Struct, frozen=True, gc=False, rename="camel"):
     allow_reentry: bool = False
     stop_on_response: bool = False
     allow_multiple_opportunities: bool = False
     timezone: str | None = None
 
 
-class _Definition(msgspec.Struct, frozen=True):
+class _Definition(msgspec.Struct, frozen=True, gc=False):
     id: _ID
     name: _NAME = ""
     status: str = "draft"
@@ -150,10 +150,11 @@ def to_workflow(raw: _Definition) -> Workflow:
     steps: list[Step] = []
     edges: dict[tuple[str, str, str | None, bool], None] = {}  # ordered set: an export may repeat a go-to's edge
     for a in raw.actions:
-        type_ = normalise(a.type)
-        kind = ACTION_KINDS.get(type_, Kind.UNKNOWN)
-        branches = tuple(
-            Branch(id=b.id, name=b.name, conditions=len(b.conditions), percent=b.percent) for b in a.branches
+        kind = ACTION_KINDS.get(a.type) or ACTION_KINDS.get(normalise(a.type), Kind.UNKNOWN)
+        branches = (
+            tuple(Branch(id=b.id, name=b.name, conditions=len(b.conditions), percent=b.percent) for b in a.branches)
+            if a.branches
+            else ()
         )
         steps.append(Step(id=a.id, kind=kind, type=a.type, name=a.name, config=a.config, branches=branches))
         if kind is Kind.GOTO and isinstance(target := a.config.get("target"), str) and target:

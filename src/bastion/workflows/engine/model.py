@@ -3,17 +3,20 @@
 A workflow is a small directed graph. Triggers enrol contacts; each edge goes from a trigger or a step to the
 next step, optionally labelled with the branch of a condition or split it leaves from. Go-to steps jump to a
 target named in their config (an edge is added for it by the mapping, marked ``goto``). The model is plain
-frozen data; :class:`Graph` adds the indexes the rules share (successors, predecessors, steps by kind), built
-once per analysis.
+frozen data (msgspec Structs: built in C, several times faster than frozen dataclasses, which set each field
+through ``object.__setattr__``, and untracked by the cyclic GC, which otherwise rescans every step of a big
+workflow on each collection — both measured with bench/workflows.py); :class:`Graph` adds the indexes the
+rules share (successors, predecessors, steps by kind), built once per analysis.
 """
 
 from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
+
+import msgspec
 
 
 class Kind(enum.StrEnum):
@@ -40,15 +43,13 @@ class Kind(enum.StrEnum):
     UNKNOWN = "unknown"  # a type the mapping does not know: kept, and reported
 
 
-@dataclass(frozen=True, slots=True)
-class Filter:
+class Filter(msgspec.Struct, frozen=True, gc=False):
     field: str
     operator: str
     value: str
 
 
-@dataclass(frozen=True, slots=True)
-class Trigger:
+class Trigger(msgspec.Struct, frozen=True, gc=False):
     id: str
     type: str  # the normalised trigger type, e.g. ``contact_tag_added``
     name: str
@@ -58,42 +59,37 @@ class Trigger:
         return frozenset(f.value for f in self.filters if f.field in fields and f.value)
 
 
-@dataclass(frozen=True, slots=True)
-class Branch:
+class Branch(msgspec.Struct, frozen=True, gc=False):
     id: str
     name: str
     conditions: int  # how many conditions the branch tests (0: the "none of the above" branch)
     percent: float | None = None  # for split steps
 
 
-@dataclass(frozen=True, slots=True)
-class Step:
+class Step(msgspec.Struct, frozen=True, gc=False):
     id: str
     kind: Kind
     type: str  # the source's own type name, kept as given
     name: str
-    config: Mapping[str, Any] = field(default_factory=dict)
+    config: Mapping[str, Any] = msgspec.field(default_factory=dict)
     branches: tuple[Branch, ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
-class Edge:
+class Edge(msgspec.Struct, frozen=True, gc=False):
     source: str
     target: str
     branch: str | None = None
     goto: bool = False
 
 
-@dataclass(frozen=True, slots=True)
-class WorkflowSettings:
+class WorkflowSettings(msgspec.Struct, frozen=True, gc=False):
     allow_reentry: bool = False
     stop_on_response: bool = False
     allow_multiple_opportunities: bool = False
     timezone: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Workflow:
+class Workflow(msgspec.Struct, frozen=True, gc=False):
     id: str
     name: str
     status: str  # "draft" | "published"
@@ -104,8 +100,7 @@ class Workflow:
     edges: tuple[Edge, ...]
 
 
-@dataclass(frozen=True, slots=True)
-class Context:
+class Context(msgspec.Struct, frozen=True, gc=False):
     """What the account knows beyond the workflow: for dangling references and races between workflows.
 
     ``None`` means "not known" and turns the rule that needs it off (no guessing, no false positives).
@@ -115,7 +110,7 @@ class Context:
     custom_fields: frozenset[str] | None = None
     pipeline_stages: frozenset[str] | None = None  # "pipelineId/stageId" and bare stage ids
     # the trigger signatures of the account's other published workflows, by workflow name
-    other_triggers: Mapping[str, frozenset[tuple[str, tuple[Filter, ...]]]] = field(default_factory=dict)
+    other_triggers: Mapping[str, frozenset[tuple[str, tuple[Filter, ...]]]] = msgspec.field(default_factory=dict)
     max_chain: int = 60  # steps on one path before over-long-chain speaks
     max_steps: int = 250  # steps in one workflow before too-many-steps speaks
 
@@ -146,47 +141,32 @@ class Graph:
         return [e.target for e in self.succ.get(step_id, ()) if e.target in self.step]
 
     @cached_property
-    def reachable(self) -> frozenset[str]:
-        """Every step some trigger leads to (iterative DFS: workflows of 5,000 steps exceed the recursion limit)."""
-        seen: set[str] = set()
-        todo = [t.id for t in self.workflow.triggers]
-        while todo:
-            node = todo.pop()
-            for e in self.succ.get(node, ()):
-                if e.target not in seen and e.target in self.step:
-                    seen.add(e.target)
-                    todo.append(e.target)
-        return frozenset(seen)
+    def depths(self) -> dict[str, int]:
+        """For every step a trigger leads to, how many steps a contact passes through to reach it (the trigger's
+        next step is 1): one breadth-first pass, which also gives :attr:`reachable`."""
+        depth: dict[str, int] = {}
+        frontier = [t.id for t in self.workflow.triggers]
+        level = 0
+        while frontier:
+            level += 1
+            nxt: list[str] = []
+            for node in frontier:
+                for e in self.succ.get(node, ()):
+                    if e.target not in depth and e.target in self.step:
+                        depth[e.target] = level
+                        nxt.append(e.target)
+            frontier = nxt
+        return depth
 
     @cached_property
+    def reachable(self) -> frozenset[str]:
+        """Every step some trigger leads to."""
+        return frozenset(self.depths)
+
+    @property
     def longest_chain(self) -> int:
-        """Steps on the longest acyclic path from a trigger (back edges ignored), computed in one pass."""
-        depth: dict[str, int] = {}
-        order: list[str] = []
-        state: dict[str, int] = {}
-        for root in [t.id for t in self.workflow.triggers]:
-            stack: list[tuple[str, int]] = [(root, 0)]
-            while stack:
-                node, i = stack.pop()
-                if i == 0:
-                    if state.get(node):
-                        continue
-                    state[node] = 1
-                nxt = self.succ.get(node, [])
-                if i < len(nxt):
-                    stack.append((node, i + 1))
-                    t = nxt[i].target
-                    if t in self.step and not state.get(t):
-                        stack.append((t, 0))
-                else:
-                    state[node] = 2
-                    order.append(node)
-        for node in order:  # post-order: successors first
-            best = 0
-            for e in self.succ.get(node, ()):
-                best = max(best, depth.get(e.target, 0))
-            depth[node] = best + (1 if node in self.step else 0)
-        return max(depth.values(), default=0)
+        """The most steps a contact must pass through to reach some step (the deepest step, by shortest path)."""
+        return max(self.depths.values(), default=0)
 
 
 def signature(trigger: Trigger) -> tuple[str, tuple[Filter, ...]]:

@@ -48,7 +48,7 @@ def over_long_chain(g: Graph, ctx: Context) -> Iterator[Hit]:
     if (n := g.longest_chain) > ctx.max_chain:
         yield Hit(
             (),
-            f"The longest path runs {n} steps (more than {ctx.max_chain}): hard to follow and to debug.",
+            f"Some steps are {n} steps deep (more than {ctx.max_chain}): hard to follow and to debug.",
             "Split it into several workflows linked with 'Add to Workflow'.",
         )
 

@@ -52,10 +52,11 @@ def duplicate_step_id(g: Graph, ctx: Context) -> Iterator[Hit]:
 
 @rule(RULES, "dangling-connection", Severity.HIGH, S, "A connection to or from a step that does not exist")
 def dangling_connection(g: Graph, ctx: Context) -> Iterator[Hit]:
+    ids = g.ids
     for e in g.workflow.edges:
-        if e.goto:
+        if e.goto or (e.source in ids and e.target in ids):
             continue  # a go-to's target is goto-missing-target's concern
-        missing = [n for n in (e.source, e.target) if n not in g.ids]
+        missing = [n for n in (e.source, e.target) if n not in ids]
         if missing:
             yield Hit(
                 (e.source, e.target),
@@ -89,10 +90,10 @@ def unreachable_step(g: Graph, ctx: Context) -> Iterator[Hit]:
 
 @rule(RULES, "ambiguous-next", Severity.MEDIUM, S, "An action with more than one next step")
 def ambiguous_next(g: Graph, ctx: Context) -> Iterator[Hit]:
-    for s in g.workflow.steps:
-        if s.kind in (Kind.CONDITION, Kind.SPLIT):
-            continue
-        targets = {e.target for e in g.succ.get(s.id, ()) if not e.goto}
+    for source, edges in g.succ.items():
+        if len(edges) < 2 or (s := g.step.get(source)) is None or s.kind in (Kind.CONDITION, Kind.SPLIT):
+            continue  # one way out (most steps), a trigger, or a step made to branch
+        targets = {e.target for e in edges if not e.goto}
         if len(targets) > 1:
             yield Hit(
                 (s.id, *sorted(targets)),
