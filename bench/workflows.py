@@ -7,7 +7,7 @@ emails with waits between them, If/Else steps with a branch that ends on a tagge
 updates, a Go To back with a wait every 100 steps). Per size, in interleaved rounds, it times ``parse`` (JSON
 bytes → the graph) and ``analyze`` (every rule, sorting, score) separately and together, and reports the
 median. The seed's write-up claims "under 20 ms for complex workflows"; the target is 10x better at 500 steps
-(2 ms for parse + analyze). Results go to bench/results/workflows-*.json.
+(2 ms for parse + analyze). Results go to bench/results/workflows.json.
 
 Besides the median it reports the fastest round (the least disturbed by other load on a shared machine) and
 the time of a fixed pure-Python loop measured in the same rounds (``ref``), so that a slow run can be told
@@ -133,9 +133,9 @@ def main() -> None:
         report.append({"steps": n, "findings": findings, **{f"{k}_ms": round(v, 4) for k, v in med.items()},
                        "best_both_ms": round(best, 4), "x_better_than_20ms": round(ratio, 2),
                        "x_better_best": round(SEED_CLAIM_MS / best, 2)})  # fmt: skip
-    out = ROOT / "bench" / "results" / f"workflows-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%SZ}.json"
+    out = ROOT / "bench" / "results" / "workflows.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    meta = {"python": platform.python_version(), "rules": len(RULES), "rounds": args.rounds,
+    meta = {"date": f"{dt.datetime.now(dt.UTC):%Y-%m-%dT%H:%M:%SZ}", "python": platform.python_version(), "rules": len(RULES), "rounds": args.rounds,
             "reference_ms": round(ref, 2), "reference_best_ms": round(min(refs), 2)}  # fmt: skip
     out.write_text(json.dumps({"meta": meta, "results": report}, indent=2))
     print(f"wrote {out.relative_to(ROOT)}")

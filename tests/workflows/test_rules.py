@@ -65,3 +65,12 @@ def test_unknown_action_types_are_kept_and_reported() -> None:
     step = next(s for s in workflow.steps if s.id == "x1")
     assert (step.kind, step.type, dict(step.config)) == ("unknown", "quantum_teleport", {"speed": 9})
     assert "unknown-action-type" in _rule_ids(definition, Context())
+
+
+def test_every_rule_is_documented() -> None:
+    """docs/workflows.md has a section for every rule, with its severity."""
+    from pathlib import Path
+
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "workflows.md").read_text()
+    missing = [r.id for r in RULES if f"**`{r.id}`** ({r.severity.value})" not in docs]
+    assert missing == []
