@@ -157,3 +157,19 @@ async def test_bad_json_after_a_good_signature_is_422(wf_app):
     async with serve(app) as http:
         r = await post(http, body, signed(body))
     assert r.status_code == 422
+
+
+def test_settings_problems_name_what_to_fix():
+    """A client id without its secret, legacy signatures without a key, a key of the wrong kind: errors; GHL on
+    without a webhook key: a warning (webhooks would all be refused)."""
+    from bastion.workflows.settings import WorkflowsSettings
+
+    assert WorkflowsSettings(ghl_webhook_public_key=pem(KEY)).problems() == []
+    wrong = WorkflowsSettings(ghl_webhook_public_key=pem(RSA_KEY)).problems()
+    assert [(p.severity, p.setting) for p in wrong] == [("error", "BASTION_WORKFLOWS__GHL_WEBHOOK_PUBLIC_KEY")]
+    half = WorkflowsSettings(ghl_client_id="x", accept_legacy_signatures=True).problems()
+    assert [(p.severity, p.setting.rsplit("__", 1)[1]) for p in half] == [
+        ("error", "GHL_CLIENT_SECRET"),
+        ("warning", "GHL_WEBHOOK_PUBLIC_KEY"),
+        ("error", "GHL_WEBHOOK_LEGACY_RSA_KEY"),
+    ]

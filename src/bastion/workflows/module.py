@@ -110,5 +110,6 @@ MODULE: Module[Settings] = Module(
     models="bastion.workflows.models",
     migrations=Path(__file__).parent / "migrations",
     tiers=[Quota("workflows_analyze", "30/minute"), Quota("workflows_webhooks", "600/minute")],
+    problems=lambda settings: settings.workflows.problems(),
     build=build,
 )

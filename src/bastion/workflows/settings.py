@@ -9,6 +9,10 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
+from bastion.core.settings import Problem
+
+_P = "BASTION_WORKFLOWS__"
+
 
 class WorkflowsSettings(BaseModel):
     model_config = ConfigDict(frozen=True)
@@ -40,3 +44,32 @@ class WorkflowsSettings(BaseModel):
     reanalyse_every_seconds: float = Field(5.0, gt=0)
     """How often the queue of re-analyses (from GHL webhooks) is looked at."""
     history_page_size: int = Field(20, ge=1, le=200)
+
+    def problems(self) -> list[Problem]:
+        """What is unsafe or unusable in these settings (errors stop a production start)."""
+        found: list[Problem] = []
+        if self.ghl_client_id and not self.ghl_client_secret.get_secret_value():
+            found.append(Problem("error", _P + "GHL_CLIENT_SECRET", "GHL_CLIENT_ID is set without its secret"))
+        if self.ghl_client_id and not self.ghl_webhook_public_key.strip():
+            found.append(
+                Problem("warning", _P + "GHL_WEBHOOK_PUBLIC_KEY", "unset: every GoHighLevel webhook is refused (401)")
+            )
+        if self.accept_legacy_signatures and not self.ghl_webhook_legacy_rsa_key.strip():
+            found.append(Problem("error", _P + "GHL_WEBHOOK_LEGACY_RSA_KEY", "legacy signatures on, but no RSA key"))
+        for name, pem, kind in (
+            ("GHL_WEBHOOK_PUBLIC_KEY", self.ghl_webhook_public_key, "Ed25519PublicKey"),
+            ("GHL_WEBHOOK_LEGACY_RSA_KEY", self.ghl_webhook_legacy_rsa_key, "RSAPublicKey"),
+        ):
+            if pem.strip() and not _is_key(pem, kind):
+                found.append(Problem("error", _P + name, f"not a PEM {kind.removesuffix('PublicKey')} public key"))
+        return found
+
+
+def _is_key(pem: str, kind: str) -> bool:
+    from cryptography.hazmat.primitives import serialization  # only when a key is configured
+
+    try:
+        key = serialization.load_pem_public_key(pem.encode())
+    except ValueError:
+        return False
+    return any(kind == t.__name__ for t in type(key).__mro__)
