@@ -5,7 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
+import pytest
 
+from tests.conftest import eventually
+from tests.identity.conftest import identity_of
 from tests.workflows.builders import broken, chain, corpus, sms
 from tests.workflows.conftest import User, running, sign_up
 
@@ -73,8 +76,6 @@ async def test_a_plan_change_shows_everything_at_once(wf_app):
     async with running(app) as http:
         user = await sign_up(http, app, "grace@example.com")
         first = (await http.post("/api/analyze", json={"definition": broken()}, headers=user.headers)).json()
-        from tests.identity.conftest import identity_of
-
         await identity_of(app).set_plan(user.id, "pro")
         after = (await http.get(f"/api/analysis/{first['id']}", headers=user.headers)).json()
     assert first["hiddenIssues"] > 0
@@ -224,3 +225,21 @@ async def test_daily_analyses_cap_of_the_free_plan(wf_app):
         last = await http.post("/api/analyze", json={"definition": broken()}, headers=user.headers)
     assert codes == [200, 200, 429]
     assert last.json()["code"] == "ANALYSES_LIMIT_REACHED" and int(last.headers["retry-after"]) > 0
+
+
+@pytest.mark.parametrize("database", [pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True)
+async def test_a_plan_change_reaches_another_instance(wf_app):
+    """Two instances on one database: instance B has the free user's principal cached; an upgrade made through
+    instance A shows everything on B without waiting for its cache to expire."""
+    first, second = wf_app(), wf_app(identity={"cache_ttl_seconds": 300})
+    async with running(first) as a, running(second) as b:
+        user = await sign_up(a, first, "bus@example.com")
+        made = (await b.post("/api/analyze", json={"definition": broken()}, headers=user.headers)).json()
+        assert made["hiddenIssues"] > 0
+        await identity_of(first).set_plan(user.id, "pro")
+
+        async def shown_on_b() -> bool:
+            seen = (await b.get(f"/api/analysis/{made['id']}", headers=user.headers)).json()
+            return seen["hiddenIssues"] == 0
+
+        assert await eventually(shown_on_b, timeout=5.0)

@@ -173,3 +173,16 @@ def test_settings_problems_name_what_to_fix():
         ("warning", "GHL_WEBHOOK_PUBLIC_KEY"),
         ("error", "GHL_WEBHOOK_LEGACY_RSA_KEY"),
     ]
+
+
+@pytest.mark.parametrize("database", [pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True)
+async def test_concurrent_redeliveries_apply_once(wf_app):
+    """The same delivery five times at once: every answer 200, one accepted, the rest duplicates."""
+    import asyncio
+
+    app = wf_app({"ghl_webhook_public_key": pem(KEY)})
+    body = event()
+    async with serve(app) as http:
+        answers = await asyncio.gather(*(post(http, body, signed(body)) for _ in range(5)))
+    assert [a.status_code for a in answers] == [200] * 5
+    assert sorted(a.json()["status"] for a in answers) == ["accepted"] + ["duplicate"] * 4
