@@ -240,6 +240,6 @@ async def test_a_plan_change_reaches_another_instance(wf_app):
 
         async def shown_on_b() -> bool:
             seen = (await b.get(f"/api/analysis/{made['id']}", headers=user.headers)).json()
-            return seen["hiddenIssues"] == 0
+            return bool(seen["hiddenIssues"] == 0)
 
         assert await eventually(shown_on_b, timeout=5.0)
