@@ -233,3 +233,18 @@ async def test_agency_connects_its_locations_and_summarises(ghl_app, ghl):
     assert by_loc["loc_1"]["workflows"] == 2 and by_loc["loc_1"]["analysed"] == 1
     assert by_loc["loc_1"]["worstGrade"] in ("Critical", "High Risk", "Needs Attention")
     assert by_loc["loc_2"] == {**by_loc["loc_2"], "workflows": 1, "analysed": 0, "worstGrade": None}
+
+
+@SQLITE
+async def test_a_failing_ghl_opens_the_circuit(ghl_app, ghl):
+    """GHL failing again and again: after the breaker opens, requests get 503 CIRCUIT_OPEN without reaching GHL."""
+    app = ghl_app()
+    async with serve(app) as http:
+        await ghl_sign_in(http)
+        ghl.behaviour["/workflows/"] = "html500"
+        answers = [await http.get("/api/workflows") for _ in range(4)]
+        sent = ghl.hits["/workflows/"]
+        later = await http.get("/api/workflows")
+    assert {a.status_code for a in answers} <= {502, 503}
+    assert (later.status_code, later.json()["code"]) == (503, "CIRCUIT_OPEN")
+    assert ghl.hits["/workflows/"] == sent  # refused here, not sent
