@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import time
 from typing import Any
 
 import pytest
@@ -248,3 +249,30 @@ async def test_a_failing_ghl_opens_the_circuit(ghl_app, ghl):
     assert {a.status_code for a in answers} <= {502, 503}
     assert (later.status_code, later.json()["code"]) == (503, "CIRCUIT_OPEN")
     assert ghl.hits["/workflows/"] == sent  # refused here, not sent
+
+
+@SQLITE
+async def test_ghl_saying_none_left_pauses_calls_for_its_interval(ghl_app, ghl):
+    """GHL's X-RateLimit-Remaining: 0 (its limit lower than the documented one): the next call is refused here."""
+    ghl.rate_limit, ghl.window = 2, 60.0
+    app = ghl_app()
+    async with serve(app) as http:
+        await ghl_sign_in(http)
+        codes = [(await http.get("/api/workflows")).status_code for _ in range(3)]
+        last = await http.get("/api/workflows")
+    assert codes == [200, 200, 429]
+    assert last.json()["code"] == "GHL_RATE_LIMITED" and float(last.headers["retry-after"]) > 50
+    assert ghl.hits["/workflows/"] == 2
+
+
+@SQLITE
+async def test_a_long_ghl_429_is_a_429_here(ghl_app, ghl):
+    """GHL answering 429 with a Retry-After too long to wait: 429 GHL_RATE_LIMITED with it, not a 502."""
+    ghl.rate_limit, ghl.window = 1, 60.0
+    app = ghl_app()
+    async with serve(app) as http:
+        await ghl_sign_in(http)
+        ghl.calls["loc_1"] = [time.time()]  # GHL counts a call made elsewhere (another app)
+        r = await http.get("/api/workflows")
+    assert (r.status_code, r.json()["code"]) == (429, "GHL_RATE_LIMITED")
+    assert float(r.headers["retry-after"]) > 2

@@ -139,13 +139,26 @@ class GhlClient:
                 response.raise_for_status()  # the upstream's failure: classified, retried when transient
             return response
 
-        response = await self._through(send, retries=retries)
+        response = await self._through(send, retries=retries, resource=resource)
         if response.status_code == 401:
             raise GhlAuthRejected(response.text[:200])
+        await self._heed(resource, response.headers)
         return response
+
+    async def _heed(self, resource: str, headers: Any) -> None:
+        """GHL says how many calls are left (``X-RateLimit-Remaining``, limits can differ from the documented
+        ones): at 0, pause calls for ``resource`` for its interval on every worker and instance."""
+        if headers.get("x-ratelimit-remaining") != "0":
+            return
+        interval = _number(headers.get("x-ratelimit-interval-milliseconds"))
+        seconds = interval / 1000 if interval else self.settings.ghl_window_seconds
+        await self.store.set(f"ghl:pause:{resource}", b"1", ttl=max(seconds, 0.1))
 
     async def _admit(self, resource: str) -> None:
         """Count the call against GHL's burst limit for ``resource``, shared by every worker and instance."""
+        paused = await self.store.ttl(f"ghl:pause:{resource}")
+        if paused is not None and paused > 0:
+            raise GhlRateLimited("GoHighLevel said this location's calls are used up for now.", retry_after=paused)
         window = self.settings.ghl_window_seconds
         now = time.time()
         slot = int(now // window)
@@ -157,7 +170,7 @@ class GhlClient:
                 retry_after=retry,
             )
 
-    async def _through(self, send: Any, *, retries: int | None) -> Any:
+    async def _through(self, send: Any, *, retries: int | None, resource: str = "") -> Any:
         try:
             return await self.upstream.call(send, retries=retries)
         except (GhlAuthRejected, RateLimited):
@@ -165,6 +178,14 @@ class GhlClient:
         except TimeoutError as exc:
             raise GhlUnavailable(f"GoHighLevel did not answer within {self.settings.ghl_timeout_seconds:g} s.") from exc
         except Exception as exc:
+            response = getattr(exc, "response", None)
+            if response is not None and response.status_code == 429:  # GHL's limit, its wait too long to retry
+                wait = _number(response.headers.get("retry-after")) or self.settings.ghl_window_seconds
+                if resource:
+                    await self.store.set(f"ghl:pause:{resource}", b"1", ttl=wait)
+                raise GhlRateLimited(
+                    "GoHighLevel's rate limit for this location is reached.", retry_after=wait
+                ) from exc
             if type(exc).__module__.split(".")[0] in ("httpx", "httpx2"):
                 raise GhlUnavailable(f"GoHighLevel did not answer properly ({type(exc).__name__}).") from exc
             raise
@@ -180,3 +201,10 @@ class GhlClient:
         if not isinstance(body, dict):
             raise GhlUnavailable(f"GoHighLevel answered {what} with an unexpected shape.")
         return body
+
+
+def _number(value: str | None) -> float | None:
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
