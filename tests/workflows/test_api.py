@@ -9,7 +9,7 @@ import pytest
 
 from tests.conftest import eventually
 from tests.identity.conftest import identity_of
-from tests.workflows.builders import broken, chain, corpus, sms
+from tests.workflows.builders import broken, chain, corpus, edit, sms
 from tests.workflows.conftest import User, running, sign_up
 
 
@@ -243,3 +243,18 @@ async def test_a_plan_change_reaches_another_instance(wf_app):
             return bool(seen["hiddenIssues"] == 0)
 
         assert await eventually(shown_on_b, timeout=5.0)
+
+
+async def test_trigger_race_with_the_accounts_other_published_workflow(wf_app):
+    """Two imported workflows texting on one trigger: the analysis names the other; a draft twin does not race."""
+    app = wf_app()
+    async with running(app) as http:
+        user = await sign_up(http, app, "race@example.com", plan="pro")
+        twin = edit(chain(sms("b1", "Welcome!")), id="wf_twin", name="Webinar welcome (old)")
+        await _import(http, user, twin)
+        mine = (await http.post("/api/analyze", json={"definition": chain(sms("a1"))}, headers=user.headers)).json()
+        await _import(http, user, {**twin, "status": "draft"})
+        again = (await http.post("/api/analyze", json={"definition": chain(sms("a1"))}, headers=user.headers)).json()
+    races = [i for i in mine["issues"] if i["ruleId"] == "trigger-race"]
+    assert len(races) == 1 and "Webinar welcome (old)" in races[0]["message"]
+    assert [i for i in again["issues"] if i["ruleId"] == "trigger-race"] == []

@@ -25,6 +25,7 @@ from bastion.core.stores.base import Store
 from bastion.identity.service import PlanLimits
 from bastion.workflows import views
 from bastion.workflows.engine import BY_ID, Context, DefinitionError, Overrides, Severity, Workflow, analyze, parse
+from bastion.workflows.engine.ghl import parse_triggers
 from bastion.workflows.engine.model import signature
 from bastion.workflows.errors import (
     DailyAnalysesReached,
@@ -225,11 +226,11 @@ class WorkflowsService:
         triggers = {}
         for name, text in definitions:
             try:
-                other = parse(text.encode()) if text else None
+                found = parse_triggers(text.encode()) if text else ()
             except DefinitionError:
                 continue  # stored before a stricter parser: it cannot race with anything we can see
-            if other is not None and other.triggers:
-                triggers[name] = frozenset(signature(t) for t in other.triggers)
+            if found:
+                triggers[name] = frozenset(signature(t) for t in found)
         return Context(other_triggers=triggers)
 
     # -- overrides ---------------------------------------------------------------------------------------

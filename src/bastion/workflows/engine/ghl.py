@@ -137,16 +137,34 @@ def parse(data: bytes | str | dict[str, Any]) -> Workflow:
     return to_workflow(raw)
 
 
-def to_workflow(raw: _Definition) -> Workflow:
-    triggers = tuple(
+class _TriggersOnly(msgspec.Struct, frozen=True, gc=False):
+    triggers: list[_Trigger] = []
+
+
+def parse_triggers(data: bytes) -> tuple[Trigger, ...]:
+    """Only the triggers of a stored definition (the rest is skipped by the decoder, not built): what the
+    trigger-race rule needs of an account's other workflows."""
+    try:
+        raw = msgspec.json.decode(data, type=_TriggersOnly)
+    except (msgspec.ValidationError, msgspec.DecodeError) as error:
+        raise DefinitionError(str(error)) from None
+    return _triggers(raw.triggers)
+
+
+def _triggers(raw: list[_Trigger]) -> tuple[Trigger, ...]:
+    return tuple(
         Trigger(
             id=t.id,
             type=normalise(t.type),
             name=t.name,
             filters=tuple(Filter(f.field, f.operator, _scalar(f.value)) for f in t.filters),
         )
-        for t in raw.triggers
+        for t in raw
     )
+
+
+def to_workflow(raw: _Definition) -> Workflow:
+    triggers = _triggers(raw.triggers)
     steps: list[Step] = []
     edges: dict[tuple[str, str, str | None, bool], None] = {}  # ordered set: an export may repeat a go-to's edge
     for a in raw.actions:
