@@ -74,3 +74,42 @@ def test_every_rule_is_documented() -> None:
     docs = (Path(__file__).resolve().parents[2] / "docs" / "workflows.md").read_text()
     missing = [r.id for r in RULES if f"**`{r.id}`** ({r.severity.value})" not in docs]
     assert missing == []
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "sk_live_51Habcdefghijkl",
+        "AKIAABCDEFGHIJKLMNOP",
+        "ghp_abcdefghijklmnopqrstuvwxyz0123",
+        "xoxb-1234567890-abcdef",
+        "AIzaSyA1234567890abcdefghijklmnopqrstu",
+        "-----BEGIN RSA PRIVATE KEY-----",
+        "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTYifQ.sig",
+        "Bearer abcdefghijklmnop1234",
+        "https://api.example.com/?api_key=abc12345xyz",
+        "password: hunter2hunter2",
+    ],
+)
+def test_each_secret_shape_is_recognised(text: str) -> None:
+    """Every credential shape the hardcoded-secret rule knows is recognised in a string."""
+    from bastion.workflows.engine.rules.configuration import SECRET
+
+    assert SECRET.search(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Bearer {{custom_values.token}}",
+        "https://api.example.com/v1/contacts",
+        "Your password reset link: {{reset_link}}",
+        "api_key={{custom_values.key}}",
+        "The ghost of high school",
+    ],
+)
+def test_merge_fields_and_prose_are_not_secrets(text: str) -> None:
+    """Merge fields (the fix) and ordinary text with the same words are not taken for credentials."""
+    from bastion.workflows.engine.rules.configuration import SECRET
+
+    assert not SECRET.search(text)
