@@ -19,9 +19,10 @@ from bastion.identity.module import MODULE as IDENTITY
 from bastion.secrets.module import MODULE as SECRETS
 from bastion.spark.module import MODULE as SPARK
 from bastion.web.module import MODULE as WEB
+from bastion.workflows.module import MODULE as WORKFLOWS
 
 if TYPE_CHECKING:
     from bastion.core.module import Module
     from bastion.settings import Settings
 
-MODULES: tuple[Module[Settings], ...] = (IDENTITY, SECRETS, AI, SPARK, WEB, BILLING)
+MODULES: tuple[Module[Settings], ...] = (IDENTITY, SECRETS, AI, SPARK, WEB, BILLING, WORKFLOWS)

@@ -14,6 +14,7 @@ from bastion.identity.settings import IdentitySettings
 from bastion.secrets.settings import SecretsSettings
 from bastion.spark.settings import SparkSettings
 from bastion.web.settings import WebSettings
+from bastion.workflows.settings import WorkflowsSettings
 
 
 class Settings(CoreSettings):
@@ -25,3 +26,4 @@ class Settings(CoreSettings):
     spark: SparkSettings = SparkSettings()
     web: WebSettings = WebSettings()
     billing: BillingSettings = BillingSettings()
+    workflows: WorkflowsSettings = WorkflowsSettings()

@@ -15,10 +15,12 @@ error page → 502 ``OAUTH_PROVIDER_ERROR``, no answer in time → 504 ``OAUTH_P
 from __future__ import annotations
 
 import datetime as dt
+import re
 import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
+from urllib.parse import quote
 
 from bastion.core.errors import AppError, BulkheadFull, CircuitOpen
 from bastion.core.http import classify_http, is_timeout
@@ -47,6 +49,8 @@ class ProviderTokens:
     refresh_token: str | None
     expires_at: dt.datetime | None
     scope: str | None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+    """The token response's other fields (GoHighLevel: ``locationId``, ``companyId``, ``userType``, ``userId``)."""
 
 
 def classify(exc: BaseException) -> Verdict:
@@ -98,13 +102,18 @@ class OAuthProvider:
         client = self._client(redirect_uri)
         token = await self._through(
             lambda: client.fetch_token(
-                self.config.token_url, code=code, code_verifier=verifier, grant_type="authorization_code"
+                self.config.token_url,
+                code=code,
+                code_verifier=verifier,
+                grant_type="authorization_code",
+                **self.config.token_params,
             ),
             retries=0,  # a code is single-use: repeating the exchange could only fail, or worse
             failed=f"{self.name} answered the token request with an error.",
         )
-        user = await self._userinfo(client)
-        return _tokens(token), user
+        tokens = _tokens(token)
+        user = await self._userinfo(client, tokens)
+        return tokens, user
 
     async def close(self) -> None:
         if self._transport is not None:
@@ -123,6 +132,7 @@ class OAuthProvider:
             scope=self.config.scope or None,
             redirect_uri=redirect_uri,
             code_challenge_method="S256",
+            token_endpoint_auth_method=self.config.token_auth,
             timeout=self.timeout,
             transport=self._transport,
             trust_env=False,
@@ -164,12 +174,13 @@ class OAuthProvider:
             return OAuthProviderError(failed)
         return exc
 
-    async def _userinfo(self, client: Any) -> ProviderUser:
+    async def _userinfo(self, client: Any, tokens: ProviderTokens) -> ProviderUser:
         c = self.config
+        url = _PLACEHOLDER.sub(lambda m: quote(str(tokens.extra.get(m.group(1), "")), safe=""), c.userinfo_url)
 
         async def read_user() -> dict[str, Any]:
             # checked inside the call, so that a provider answering nonsense counts against its circuit
-            info = await self._get_json(client, c.userinfo_url)
+            info = await self._get_json(client, url)
             if not isinstance(info, dict):
                 raise OAuthProviderError(f"{self.name} returned no user information.")
             subject = info.get(c.subject_field)
@@ -206,7 +217,7 @@ class OAuthProvider:
         return await self._through(fn, retries=None, failed=f"{self.name} failed to return user information.")
 
     async def _get_json(self, client: Any, url: str) -> Any:
-        response = await client.get(url, headers={"Accept": "application/json"})
+        response = await client.get(url, headers={"Accept": "application/json", **self.config.userinfo_headers})
         if response.status_code >= 500:
             response.raise_for_status()  # the provider failed: a status error, which classify retries
         if response.status_code != 200:
@@ -215,6 +226,12 @@ class OAuthProvider:
             return response.json()
         except ValueError as exc:
             raise OAuthProviderError(f"{self.name} returned user information that is not JSON.") from exc
+
+
+_PLACEHOLDER = re.compile(r"\{(\w+)\}")
+_TOKEN_FIELDS = frozenset(
+    {"access_token", "refresh_token", "id_token", "expires_at", "expires_in", "scope", "token_type"}
+)
 
 
 def _httpx() -> Any:
@@ -245,4 +262,5 @@ def _tokens(token: Any) -> ProviderTokens:
         refresh_token=refresh if isinstance(refresh, str) else None,
         expires_at=when,
         scope=str(scope)[:512] if scope else None,
+        extra={k: v for k, v in token.items() if k not in _TOKEN_FIELDS},
     )

@@ -11,6 +11,7 @@ A module asks for it by type in its ``build`` (identity must be listed before it
         limits = identity.plan_limits(user.plan)                  # PlanLimits read from settings
         await identity.set_plan(user.id, "pro")                   # billing; every instance sees it at once
         token = await identity.oauth_access_token(user.id, "ghl") # a provider's API token, decrypted
+        identity.on_oauth_signin("gohighlevel", hook)             # hook(user_id, tokens) after each sign-in
 
 The user a principal acts for is ``principal.user_id`` (core): a user, an API key's owner, or None for a
 service. Everything else in this package is identity's own (wiring.py assembles it).
@@ -27,25 +28,42 @@ from bastion.core.db import Database
 from bastion.core.principal import Principal
 from bastion.identity.accounts import Accounts
 from bastion.identity.models import OAuthAccount, User
+from bastion.identity.oauth import ProviderTokens
 from bastion.identity.schemas import UserProfile
 from bastion.identity.settings import IdentitySettings, PlanLimits
-from bastion.identity.signin import token_context
+from bastion.identity.signin import OAuthHook, SignIn, token_context
 from bastion.identity.views import as_profile
 
 if TYPE_CHECKING:
     from bastion.settings import Settings
 
-__all__ = ["Identity", "PlanLimits", "UserProfile", "plan_limits", "token_context"]
+__all__ = ["Identity", "OAuthHook", "PlanLimits", "ProviderTokens", "UserProfile", "plan_limits", "token_context"]
 
 
 class Identity:
     """Identity as other modules see it: who a principal's user is, what their plan allows, and changes to it."""
 
-    def __init__(self, db: Database, *, keyring: Keyring, accounts: Accounts, settings: IdentitySettings) -> None:
+    def __init__(
+        self,
+        db: Database,
+        *,
+        keyring: Keyring,
+        accounts: Accounts,
+        settings: IdentitySettings,
+        signin: SignIn | None = None,
+    ) -> None:
         self._db = db
         self._keyring = keyring
         self._accounts = accounts
         self._settings = settings
+        self._signin = signin
+
+    def on_oauth_signin(self, provider: str, hook: OAuthHook) -> None:
+        """Call ``hook(user_id, tokens)`` after every sign-in with ``provider`` (when it is configured), in the
+        sign-in's request: a hook that raises fails the sign-in. The workflows module keeps GoHighLevel's
+        per-location tokens this way (``tokens.extra`` has the ``locationId``)."""
+        if self._signin is not None and provider in self._signin.providers:
+            self._signin.hooks.setdefault(provider, []).append(hook)
 
     def plan_limits(self, plan: str) -> PlanLimits:
         """The limits of ``plan`` as configured (``BASTION_IDENTITY__PLANS__<PLAN>__<LIMIT>``); an unknown plan

@@ -54,7 +54,7 @@ class Plans(BaseModel):
     )
 
 
-_PRESETS: dict[str, dict[str, str | None]] = {
+_PRESETS: dict[str, dict[str, str | dict[str, str] | bool | None]] = {
     "github": {
         "authorize_url": "https://github.com/login/oauth/authorize",
         "token_url": "https://github.com/login/oauth/access_token",
@@ -81,6 +81,26 @@ _PRESETS: dict[str, dict[str, str | None]] = {
         "email_field": "email",
         "email_verified_field": "email_verified",
     },
+    # GoHighLevel (marketplace.gohighlevel.com/docs/Authorization): the location chooser, a token endpoint
+    # taking user_type and the client's credentials in the form, no userinfo endpoint of its own: the user
+    # is read from the Users API with the userId of the token response, and the tokens are per location
+    # (the workflows module keeps them, bound to the location id, and refreshes them).
+    "gohighlevel": {
+        "authorize_url": "https://marketplace.gohighlevel.com/oauth/chooselocation",
+        "token_url": "https://services.leadconnectorhq.com/oauth/token",
+        "userinfo_url": "https://services.leadconnectorhq.com/users/{userId}",
+        "scope": "workflows.readonly users.readonly locations.readonly oauth.readonly oauth.write",
+        "subject_field": "id",
+        "login_field": None,
+        "name_field": "name",
+        "avatar_field": None,
+        "email_field": "email",
+        "email_verified_field": None,
+        "token_params": {"user_type": "Location"},
+        "token_auth": "client_secret_post",
+        "userinfo_headers": {"Version": "2021-07-28"},
+        "keep_tokens": False,
+    },
 }
 
 
@@ -90,7 +110,7 @@ class OAuthProviderSettings(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    preset: Literal["github", "google", "custom"] = "custom"
+    preset: Literal["github", "google", "gohighlevel", "custom"] = "custom"
     client_id: str
     client_secret: SecretStr
     authorize_url: str = ""
@@ -106,6 +126,16 @@ class OAuthProviderSettings(BaseModel):
     email_field: str = "email"
     email_verified_field: str | None = "email_verified"
     """Userinfo field saying the provider verified the address; None: only ``emails_url`` can say so."""
+    token_params: dict[str, str] = {}
+    """Extra fields of the code exchange (GoHighLevel: ``user_type=Location``)."""
+    token_auth: Literal["client_secret_basic", "client_secret_post"] = "client_secret_basic"  # noqa: S105 - a method name
+    """How the client authenticates at the token endpoint: HTTP Basic, or its credentials in the form."""
+    userinfo_headers: dict[str, str] = {}
+    """Headers of the userinfo read (GoHighLevel: its API ``Version``). ``{field}`` in ``userinfo_url`` is
+    filled from the token response (GoHighLevel: ``/users/{userId}``)."""
+    keep_tokens: bool = True
+    """Store the provider's tokens with the account. Off where a module keeps them itself (GoHighLevel's are
+    per location and rotate on every refresh: two copies would disagree)."""
 
     @model_validator(mode="before")
     @classmethod

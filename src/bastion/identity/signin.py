@@ -18,7 +18,7 @@ from __future__ import annotations
 import hmac
 import re
 import secrets
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 
 import msgspec
 from sqlalchemy import select
@@ -65,6 +65,10 @@ class OAuthState(msgspec.Struct, array_like=True):
     link_user_id: str | None = None
 
 
+OAuthHook = Callable[[str, ProviderTokens], Awaitable[None]]
+"""``hook(user_id, tokens)`` after a sign-in with a provider (see :meth:`Identity.on_oauth_signin`)."""
+
+
 def token_context(account_id: str, which: str) -> bytes:
     """AEAD context of a stored provider token: a ciphertext moved to another row or field fails to decrypt."""
     return f"identity:oauth:{account_id}:{which}".encode()
@@ -93,6 +97,9 @@ class SignIn:
         self.account_limiter = account_limiter
         self.providers = providers
         self.settings = settings
+        self.hooks: dict[str, list[OAuthHook]] = {}
+        """Called after each sign-in with a provider, with the user and the provider's tokens (a module that
+        keeps a provider's tokens itself registers here through :meth:`Identity.on_oauth_signin`)."""
 
     # -- passwords ---------------------------------------------------------------------------------------
 
@@ -213,6 +220,8 @@ class SignIn:
             code[:2048], verifier=record.verifier, redirect_uri=record.redirect_uri
         )
         user = await self._link_or_create(name, info, provider_tokens, record)
+        for hook in self.hooks.get(name, ()):
+            await hook(user.id, provider_tokens)
         log.info("oauth sign-in", provider=name, user_id=user.id)
         events.labels("oauth", "ok").inc()
         return await self.sessions.issue(user, f"oauth:{name}", meta), record.next
@@ -264,6 +273,8 @@ class SignIn:
         self, account: OAuthAccount | None, user_id: str, name: str, info: ProviderUser, provider_tokens: ProviderTokens
     ) -> None:
         now = utcnow()
+        if not self.provider(name).config.keep_tokens:
+            provider_tokens = ProviderTokens("", None, None, provider_tokens.scope)  # kept by a module, not here
         async with self.db.transaction() as session:
             if account is None:
                 account = OAuthAccount(
@@ -273,8 +284,10 @@ class SignIn:
             else:
                 account = await session.merge(account)
             account.email = info.email[:254] if info.email else None
-            account.access_token = self.keyring.encrypt(
-                provider_tokens.access_token.encode(), context=token_context(account.id, "access")
+            account.access_token = (
+                self.keyring.encrypt(provider_tokens.access_token.encode(), context=token_context(account.id, "access"))
+                if provider_tokens.access_token
+                else None
             )
             account.refresh_token = (
                 self.keyring.encrypt(

@@ -89,7 +89,9 @@ class IdentityParts:
             settings=config,
             lifecycle=platform.lifecycle,
         )
-        self.facade = Identity(db, keyring=platform.keyring, accounts=self.accounts, settings=config)
+        self.facade = Identity(
+            db, keyring=platform.keyring, accounts=self.accounts, settings=config, signin=self.signin
+        )
         self.page = SignInPage(list(self.providers))
         self.bootstrap: asyncio.Task[None] | None = None
         """The first-run owner creation, running in the background after start-up (None when off)."""

@@ -1,0 +1,1 @@
+"""GoHighLevel as a source: its API client, the per-location tokens, sync of workflows, agencies."""
