@@ -35,6 +35,8 @@ from prometheus_client import (
 )
 from prometheus_client.mmap_dict import MmapedDict
 
+from bastion.core.observability.reports import RouteWindow
+
 disable_created_metrics()  # the *_created series double the exposition and nobody graphs them
 PREFIX = "bastion_"
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -77,7 +79,9 @@ def gauge(name: str, doc: str, labels: Sequence[str] = (), mode: str = "livesum"
 class HttpMetrics:
     """RED metrics for the edge, with labelled children cached so a request costs two dict lookups."""
 
-    def __init__(self) -> None:
+    def __init__(self, window: RouteWindow | None = None) -> None:
+        self.window = window
+        """Where each request's duration also goes, for the slow-routes report (``observability/reports.py``)."""
         self.requests = counter("http_requests_total", "HTTP requests served", ("method", "route", "status_class"))
         self.latency = histogram(
             "http_request_duration_seconds", "Time to serve an HTTP request", ("method", "route", "status_class")
@@ -94,6 +98,8 @@ class HttpMetrics:
             self._children[key] = children
         children[0].inc()
         children[1].observe(seconds)
+        if self.window is not None:
+            self.window.observe(method, key[1], seconds)
 
 
 _STATUS_CLASS = {1: "1xx", 2: "2xx", 3: "3xx", 4: "4xx", 5: "5xx"}

@@ -8,6 +8,7 @@
     platform.http        # pooled outbound HTTP clients
     platform.lifecycle   # readiness, drain, background jobs
     platform.health      # probes
+    platform.reports     # the slow-routes and memory-trend reports (a core job makes one per window)
 
 Nothing here connects at build time; connections open lazily and ``start``/``stop`` run in the
 app's lifespan.
@@ -26,6 +27,7 @@ from bastion.core.health import Health, HealthCheck
 from bastion.core.http import HttpClients
 from bastion.core.lifecycle import Lifecycle
 from bastion.core.logging import get_logger
+from bastion.core.observability.reports import Reports
 from bastion.core.ratelimit import Limiter, MemoryRateLimitBackend, RateLimitBackend, Tier
 from bastion.core.settings import CoreSettings, Rate
 from bastion.core.stores import MemoryStore, Store
@@ -54,6 +56,7 @@ class Platform:
         health: Health,
         http_metrics: metrics.HttpMetrics,
         broker: Broker | None = None,
+        reports: Reports | None = None,
     ) -> None:
         self.settings = settings
         self.version = version
@@ -67,6 +70,7 @@ class Platform:
         self.health = health
         self.http_metrics = http_metrics
         self.broker = broker
+        self.reports = reports
 
     @classmethod
     def build(
@@ -103,7 +107,10 @@ class Platform:
             tiers = {name: (rate, False) for name, rate in settings.rate_limits.tiers().items()}
         limiter = Limiter(backend, build_tiers(settings, tiers), deny_cache=settings.admission.deny_cache)
 
-        health = Health(lifecycle, version=version)
+        reports = Reports(
+            settings.reports, memory_warn_bytes=settings.memory_warn_mb * 1_048_576, rss=metrics.update_process_metrics
+        )
+        health = Health(lifecycle, version=version, reports=reports.snapshot if settings.reports.enabled else None)
         health.add(HealthCheck("database", database.ping))
         if redis_client is not None:
             health.add(HealthCheck("redis", store.ping))
@@ -122,8 +129,9 @@ class Platform:
             keyring=Keyring.from_settings(settings.crypto, settings.data_dir),
             http=HttpClients(),
             health=health,
-            http_metrics=metrics.HttpMetrics(),
+            http_metrics=metrics.HttpMetrics(reports.routes if settings.reports.enabled else None),
             broker=broker,
+            reports=reports,
         )
         lifecycle.on_close("database", database.close)
         lifecycle.on_close("http-clients", platform.http.close)

@@ -25,6 +25,8 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from bastion.core.observability.reports import ReportSettings
+
 _PERIODS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
 _RATE = re.compile(r"^\s*(\d+)\s*/\s*(second|minute|hour|day)s?\s*$", re.IGNORECASE)
 
@@ -181,6 +183,7 @@ class CoreSettings(BaseSettings):
     admission: AdmissionSettings = AdmissionSettings()
     crypto: CryptoSettings = CryptoSettings()
     server: ServerSettings = ServerSettings()
+    reports: ReportSettings = ReportSettings()
 
     @field_validator("trusted_proxies", "cors_origins", "allowed_hosts", "allowed_methods", mode="before")
     @classmethod
