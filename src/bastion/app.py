@@ -87,6 +87,13 @@ def create_app(
         raise SystemExit("refusing to start in production with unsafe configuration; run `bastion check-config`")
 
     platform = Platform.build(settings, version=__version__, tiers=tier_rates(settings, listed))
+    if settings.sentry_dsn is not None:
+        from bastion.core.observability import sentry  # the SDK is loaded only when a DSN is set
+
+        sentry.setup(
+            settings.sentry_dsn.get_secret_value(), settings.sentry, environment=settings.env, release=__version__
+        )
+        platform.lifecycle.on_close("sentry", sentry.close)
     parts = _build_modules(platform, settings, listed)
     jobs = JobRunner.for_platform(platform, [job for part in parts for job in part.jobs])  # names unique, or error
 

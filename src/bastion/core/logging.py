@@ -101,6 +101,11 @@ def redact_text(text: str) -> str:
     return str(_scrub_value(text))
 
 
+def key_is_sensitive(key: str) -> bool:
+    """The log redaction's verdict on a key: does its value name a credential, a prompt or a secret payload?"""
+    return _key_is_sensitive(key)
+
+
 _encoder = msgspec.json.Encoder(enc_hook=repr)
 
 
