@@ -36,6 +36,7 @@ from bastion.core.edge.routes import RouteGroup, RouteTable
 from bastion.core.edge.telemetry import TelemetryMiddleware
 from bastion.core.jobs.runner import JobRunner
 from bastion.core.module import Module, ModuleContext, ModuleParts, check_config, tier_rates
+from bastion.core.observability import hooks
 from bastion.core.ops import OPS_ROUTE_GROUPS, ops_router
 from bastion.core.platform import Platform
 from bastion.core.principal import Principal, PrincipalResolver
@@ -94,6 +95,8 @@ def create_app(
             settings.sentry_dsn.get_secret_value(), settings.sentry, environment=settings.env, release=__version__
         )
         platform.lifecycle.on_close("sentry", sentry.close)
+    if platform.tracing is not None:
+        hooks.install_tracing(platform.tracing)  # for the upstream path, outbound clients, queue propagation
     parts = _build_modules(platform, settings, listed)
     jobs = JobRunner.for_platform(platform, [job for part in parts for job in part.jobs])  # names unique, or error
 
@@ -151,7 +154,11 @@ def create_app(
         hsts=settings.is_production,
     )
     asgi = TelemetryMiddleware(
-        asgi, lifecycle=platform.lifecycle, metrics=platform.http_metrics, slow_request_ms=settings.slow_request_ms
+        asgi,
+        lifecycle=platform.lifecycle,
+        metrics=platform.http_metrics,
+        slow_request_ms=settings.slow_request_ms,
+        tracing=platform.tracing,
     )
     asgi = ContextMiddleware(asgi, trusted_proxies=settings.trusted_proxies)
     return Bastion(asgi, litestar, platform, groups)

@@ -88,7 +88,9 @@ class HttpMetrics:
         )
         self._children: dict[tuple[str, str, str], tuple[Any, Any]] = {}
 
-    def observe(self, method: str, route: str, status: int, seconds: float) -> None:
+    def observe(self, method: str, route: str, status: int, seconds: float, trace_id: str | None = None) -> None:
+        """Count and time one request; ``trace_id`` (a sampled trace) becomes the observation's exemplar, shown in
+        the OpenMetrics exposition (single-process only: prometheus_client keeps no exemplars across workers)."""
         key = (method, route, _STATUS_CLASS[status // 100] if 0 < status < 600 else "other")
         children = self._children.get(key)
         if children is None:
@@ -97,7 +99,7 @@ class HttpMetrics:
             children = (self.requests.labels(*key), self.latency.labels(*key))
             self._children[key] = children
         children[0].inc()
-        children[1].observe(seconds)
+        children[1].observe(seconds, {"trace_id": trace_id} if trace_id is not None else None)
         if self.window is not None:
             self.window.observe(method, key[1], seconds)
 
@@ -131,11 +133,16 @@ def update_process_metrics() -> int:
     return rss
 
 
-def exposition() -> tuple[bytes, str]:
-    """The current metrics in the Prometheus text format, merged over workers when there are several."""
+def exposition(openmetrics: bool = False) -> tuple[bytes, str]:
+    """The current metrics in the Prometheus text format, merged over workers when there are several; in the
+    OpenMetrics format when asked (``Accept: application/openmetrics-text``), which carries exemplars."""
     update_process_metrics()
     directory = multiproc_dir()
     if directory is None:
+        if openmetrics:
+            from prometheus_client.openmetrics import exposition as om
+
+            return om.generate_latest(REGISTRY), om.CONTENT_TYPE_LATEST
         return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
     with _dir_lock(directory):
         archive_dead_workers(directory)

@@ -35,6 +35,8 @@ from bastion.core.stores import MemoryStore, Store
 if TYPE_CHECKING:
     import redis.asyncio as aioredis
 
+    from bastion.core.observability.tracing import Tracing
+
 log = get_logger("bastion.platform")
 
 
@@ -57,6 +59,7 @@ class Platform:
         http_metrics: metrics.HttpMetrics,
         broker: Broker | None = None,
         reports: Reports | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
         self.settings = settings
         self.version = version
@@ -71,6 +74,7 @@ class Platform:
         self.http_metrics = http_metrics
         self.broker = broker
         self.reports = reports
+        self.tracing = tracing
 
     @classmethod
     def build(
@@ -84,6 +88,13 @@ class Platform:
             memory_check_seconds=settings.memory_check_seconds,
         )
         database = Database.from_settings(settings)
+        tracing: Tracing | None = None
+        if settings.otel.endpoint is not None:
+            # imported only here: without an endpoint nothing of OpenTelemetry is loaded
+            from bastion.core.observability.tracing import Tracing
+
+            tracing = Tracing(settings.otel, version=version, trusted_proxies=settings.trusted_proxies)
+            tracing.instrument_engine(database.engine)
         redis_client: aioredis.Redis | None = None
         admission_client: aioredis.Redis | None = None
         store: Store
@@ -103,6 +114,10 @@ class Platform:
         else:
             store = MemoryStore()
 
+        if tracing is not None and settings.otel.trace_store:
+            from bastion.core.observability.traced_store import TracedStore
+
+            store = TracedStore(store, tracing, "redis" if redis_client is not None else "memory")
         if tiers is None:
             tiers = {name: (rate, False) for name, rate in settings.rate_limits.tiers().items()}
         limiter = Limiter(backend, build_tiers(settings, tiers), deny_cache=settings.admission.deny_cache)
@@ -127,13 +142,16 @@ class Platform:
             redis=redis_client,
             limiter=limiter,
             keyring=Keyring.from_settings(settings.crypto, settings.data_dir),
-            http=HttpClients(),
+            http=HttpClients(inject=tracing.inject if tracing is not None else None),
             health=health,
             http_metrics=metrics.HttpMetrics(reports.routes if settings.reports.enabled else None),
             broker=broker,
             reports=reports,
+            tracing=tracing,
         )
         lifecycle.on_close("database", database.close)
+        if tracing is not None:
+            lifecycle.on_close("tracing", tracing.close)  # exports the spans still queued
         lifecycle.on_close("http-clients", platform.http.close)
         if broker is not None:
             lifecycle.on_close("broker", broker.close)

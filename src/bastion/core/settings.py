@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, m
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from bastion.core.observability.reports import ReportSettings
-from bastion.core.observability.settings import SentrySettings
+from bastion.core.observability.settings import OtelSettings, SentrySettings
 
 _PERIODS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
 _RATE = re.compile(r"^\s*(\d+)\s*/\s*(second|minute|hour|day)s?\s*$", re.IGNORECASE)
@@ -188,6 +188,8 @@ class CoreSettings(BaseSettings):
     sentry_dsn: SecretStr | None = None
     """Opt-in error tracking (``core/observability/sentry.py``): unset, nothing of Sentry is loaded."""
     sentry: SentrySettings = SentrySettings()
+    otel: OtelSettings = OtelSettings()
+    """Opt-in traces (``core/observability/tracing.py``): unset endpoint, nothing of OpenTelemetry is loaded."""
 
     @field_validator("trusted_proxies", "cors_origins", "allowed_hosts", "allowed_methods", mode="before")
     @classmethod
