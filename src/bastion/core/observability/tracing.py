@@ -143,10 +143,25 @@ class Tracing:
     # -- spans the core opens around its own calls --------------------------------------------------------------
 
     @contextmanager
-    def span(self, name: str, attributes: Mapping[str, Any], kind: SpanKind = SpanKind.CLIENT) -> Iterator[Span]:
-        """A child of the current span, current inside the block; an exception marks it failed, by type only."""
+    def span(
+        self,
+        name: str,
+        attributes: Mapping[str, Any],
+        kind: SpanKind = SpanKind.CLIENT,
+        *,
+        parent: otel_context.Context | None = None,
+        links: Sequence[trace.Link] = (),
+    ) -> Iterator[Span]:
+        """A child of ``parent`` (by default the current span), current inside the block; an exception marks it
+        failed, by type only."""
         with self.tracer.start_as_current_span(
-            name, kind=kind, attributes=attributes, record_exception=False, set_status_on_exception=False
+            name,
+            context=parent,
+            kind=kind,
+            attributes=attributes,
+            links=links,
+            record_exception=False,
+            set_status_on_exception=False,
         ) as span:
             try:
                 yield span
@@ -158,6 +173,22 @@ class Tracing:
     def inject(self, headers: MutableMapping[str, str]) -> None:
         """Write the current trace context (``traceparent``, ``tracestate``) into outbound headers."""
         _propagator.inject(headers)
+
+    def extract(self, carrier: Mapping[str, Any] | None) -> otel_context.Context:
+        """The trace context a message carries (``traceparent``/``tracestate``, str or bytes), or an empty one."""
+        found: dict[str, str] = {}
+        for key in ("traceparent", "tracestate"):
+            value = carrier.get(key) if carrier is not None else None
+            if isinstance(value, bytes):
+                value = value.decode("latin-1")
+            if isinstance(value, str):
+                found[key] = value
+        return _propagator.extract(found)
+
+    def link_to(self, carrier: Mapping[str, Any] | None) -> list[trace.Link]:
+        """A link to the span a message carries, if it carries a valid one."""
+        found = trace.get_current_span(self.extract(carrier)).get_span_context()
+        return [trace.Link(found)] if found.is_valid else []
 
     # -- the database ------------------------------------------------------------------------------------------
 
