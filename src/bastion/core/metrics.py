@@ -86,7 +86,7 @@ class HttpMetrics:
         self.latency = histogram(
             "http_request_duration_seconds", "Time to serve an HTTP request", ("method", "route", "status_class")
         )
-        self._children: dict[tuple[str, str, str], tuple[Any, Any]] = {}
+        self._children: dict[tuple[str, str, str], tuple[Any, Any, Any]] = {}
 
     def observe(self, method: str, route: str, status: int, seconds: float, trace_id: str | None = None) -> None:
         """Count and time one request; ``trace_id`` (a sampled trace) becomes the observation's exemplar, shown in
@@ -96,12 +96,16 @@ class HttpMetrics:
         if children is None:
             if len(self._children) > 5000:  # unbounded routes would be a bug; cap the damage
                 key = (method, "<other>", key[2])
-            children = (self.requests.labels(*key), self.latency.labels(*key))
+            reservoir = self.window.reservoir(method, key[1]) if self.window is not None else None
+            children = (self.requests.labels(*key), self.latency.labels(*key), reservoir)
             self._children[key] = children
         children[0].inc()
-        children[1].observe(seconds, {"trace_id": trace_id} if trace_id is not None else None)
-        if self.window is not None:
-            self.window.observe(method, key[1], seconds)
+        if trace_id is None:
+            children[1].observe(seconds)
+        else:
+            children[1].observe(seconds, {"trace_id": trace_id})
+        if children[2] is not None:
+            children[2].add(seconds)
 
 
 _STATUS_CLASS = {1: "1xx", 2: "2xx", 3: "3xx", 4: "4xx", 5: "5xx"}

@@ -79,7 +79,9 @@ class RouteWindow:
         self.max_routes = max_routes
         self._routes: dict[tuple[str, str], _Reservoir] = {}
 
-    def observe(self, method: str, route: str, seconds: float) -> None:
+    def reservoir(self, method: str, route: str) -> _Reservoir:
+        """The route's reservoir, kept for the life of the window object (it is emptied, not replaced, when a window
+        ends), so that the edge's metrics can hold on to it and a request costs one ``add``."""
         key = (method, route)
         found = self._routes.get(key)
         if found is None:
@@ -88,15 +90,24 @@ class RouteWindow:
                 found = self._routes.get(key)
             if found is None:
                 found = self._routes[key] = _Reservoir(self.reservoir_size)
-        found.add(seconds)
+        return found
+
+    def observe(self, method: str, route: str, seconds: float) -> None:
+        self.reservoir(method, route).add(seconds)
 
     def rotate(self) -> dict[tuple[str, str], _Reservoir]:
-        """End the window: its samples, and a new empty window from now on."""
-        finished, self._routes = self._routes, {}
+        """End the window: the routes seen in it with their samples; every reservoir starts empty again."""
+        finished = {}
+        for key, reservoir in self._routes.items():
+            if reservoir.count:
+                snapshot = finished[key] = _Reservoir(reservoir.size)
+                snapshot.count, snapshot.samples = reservoir.count, reservoir.samples
+                reservoir.count, reservoir.samples = 0, []
         return finished
 
     def peek(self) -> dict[tuple[str, str], _Reservoir]:
-        return self._routes
+        """The window so far (routes seen in it)."""
+        return {key: reservoir for key, reservoir in self._routes.items() if reservoir.count}
 
 
 @dataclass(frozen=True, slots=True)
