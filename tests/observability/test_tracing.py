@@ -166,3 +166,24 @@ async def test_the_latency_histogram_carries_the_trace_id_as_exemplar(make_app, 
         if line.startswith("bastion_http_request_duration_seconds_bucket") and 'route="/t/slow"' in line and "#" in line
     ]
     assert any(f'trace_id="{trace_id}"' in line for line in exemplars)
+
+
+async def test_the_sample_ratio_holds_for_new_traces():
+    """At ratio 0.25 about a quarter of new request traces are recorded (one draw decides: the edge's fast path for
+    dropped traces and the SDK's sampler agree on the trace id)."""
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from bastion.core.edge.asgi import RequestContext
+    from bastion.core.observability.settings import OtelSettings
+    from bastion.core.observability.tracing import Tracing
+
+    exporter = InMemorySpanExporter()
+    settings = OtelSettings(endpoint="http://127.0.0.1:9", sample_ratio=0.25, max_queue_size=10_000)
+    tracing = Tracing(settings, version="t", exporter=exporter)
+    scope = {"method": "GET", "headers": [], "path_template": "/x"}
+    ctx = RequestContext("rid", 0.0, "192.0.2.1", "192.0.2.1")
+    logged = [tracing.finish_request(tracing.start_request(scope, ctx), "/x", 200, ctx) for _ in range(4000)]
+    await tracing.close()
+    recorded = exporter.get_finished_spans()
+    assert 800 <= len(recorded) <= 1200
+    assert sorted(f"{s.context.trace_id:032x}" for s in recorded) == sorted(t for t in logged if t is not None)

@@ -25,6 +25,8 @@ Exceptions are recorded as their type only: their messages may carry what the lo
 from __future__ import annotations
 
 import ipaddress
+import random
+import threading
 from collections.abc import Iterator, Mapping, MutableMapping, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -35,8 +37,9 @@ from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExport
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
+from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
 from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
-from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+from opentelemetry.trace import NonRecordingSpan, Span, SpanContext, SpanKind, Status, StatusCode, TraceFlags
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from bastion.core.edge.asgi import RequestContext, Scope
@@ -46,6 +49,26 @@ from bastion.core.observability.settings import OtelSettings
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 _PROPAGATED = (b"traceparent", b"tracestate")
 _propagator = TraceContextTextMapPropagator()
+_NOT_SAMPLED = TraceFlags(TraceFlags.DEFAULT)
+_LOW_64 = 2**64 - 1
+
+
+class _EdgeTraceIds(RandomIdGenerator):
+    """The SDK's random ids, except that the edge may hand over the trace id it drew for a request (and already
+    knows the sampler keeps), so that one draw decides."""
+
+    def __init__(self) -> None:
+        self._handed = threading.local()
+
+    def hand_over(self, trace_id: int) -> None:
+        self._handed.trace_id = trace_id
+
+    def generate_trace_id(self) -> int:
+        found: int | None = getattr(self._handed, "trace_id", None)
+        if found is None:
+            return super().generate_trace_id()
+        self._handed.trace_id = None
+        return found
 
 
 class RequestSpan:
@@ -73,7 +96,10 @@ class Tracing:
         self.trusted = tuple(trusted_proxies)
         self._trust_cache: dict[str, bool] = {}
         resource = Resource.create({"service.name": settings.service_name, "service.version": version})
-        self.provider = TracerProvider(resource=resource, sampler=ParentBased(TraceIdRatioBased(settings.sample_ratio)))
+        self._ids = _EdgeTraceIds()
+        self.provider = TracerProvider(
+            resource=resource, sampler=ParentBased(TraceIdRatioBased(settings.sample_ratio)), id_generator=self._ids
+        )
         if exporter is None:
             exporter = OTLPSpanExporter(
                 endpoint=settings.traces_url,
@@ -89,6 +115,7 @@ class Tracing:
             )
         )
         self.tracer = self.provider.get_tracer("bastion", version)
+        self._sample_bound = TraceIdRatioBased.get_bound_for_rate(settings.sample_ratio)
 
     # -- requests (the edge's telemetry stage) -----------------------------------------------------------------
 
@@ -99,9 +126,19 @@ class Tracing:
             if carrier:
                 parent = _propagator.extract(carrier)
         method = scope["method"]
-        span = self.tracer.start_span(
-            method, context=parent, kind=SpanKind.SERVER, attributes={"http.request.method": method}
-        )
+        span: Span
+        trace_id = random.getrandbits(128) or 1
+        if parent is None and trace_id & _LOW_64 >= self._sample_bound:
+            # A new trace the ratio sampler drops (its test on the trace id, ``TraceIdRatioBased``), known without
+            # the SDK's span machinery, which costs an unsampled request about 10 µs; the children still see a
+            # valid, unsampled parent and are dropped too.
+            span = NonRecordingSpan(SpanContext(trace_id, random.getrandbits(64) or 1, False, _NOT_SAMPLED))
+        else:
+            if parent is None:
+                self._ids.hand_over(trace_id)  # the SDK's sampler then decides on this very id: sampled
+            span = self.tracer.start_span(
+                method, context=parent, kind=SpanKind.SERVER, attributes={"http.request.method": method}
+            )
         return RequestSpan(span, otel_context.attach(trace.set_span_in_context(span, parent)))
 
     def finish_request(self, handle: RequestSpan, route: str, status: int, ctx: RequestContext) -> str | None:
