@@ -71,3 +71,20 @@ def linked(carrier: Mapping[str, Any] | None, name: str, *, attributes: Attribut
 
     with tracing.span(name, attributes or {}, SpanKind.INTERNAL, links=tracing.link_to(carrier)):
         yield
+
+
+def aiohttp_trace_configs() -> list[Any]:
+    """For ``aiohttp.ClientSession(trace_configs=...)``: send the current trace context (``traceparent``) with each
+    request, as the httpx clients of ``core/http.py`` do; ``[]`` when tracing is off (aiohttp is imported only when
+    it is on)."""
+    tracing = hooks.tracing
+    if tracing is None:
+        return []
+    import aiohttp
+
+    async def add_trace_context(_session: Any, _context: Any, params: aiohttp.TraceRequestStartParams) -> None:
+        tracing.inject(params.headers)  # the headers the request is then built from
+
+    config = aiohttp.TraceConfig()
+    config.on_request_start.append(add_trace_context)
+    return [config]
