@@ -187,3 +187,22 @@ async def test_the_sample_ratio_holds_for_new_traces():
     recorded = exporter.get_finished_spans()
     assert 800 <= len(recorded) <= 1200
     assert sorted(f"{s.context.trace_id:032x}" for s in recorded) == sorted(t for t in logged if t is not None)
+
+
+async def test_a_dead_collector_slows_no_request_and_no_shutdown(make_app):
+    """Connection refused at the collector: requests are as fast as ever and the app stops within seconds."""
+    import statistics
+    import time
+
+    otel = {"endpoint": f"http://127.0.0.1:{free_port()}", "sample_ratio": 1.0, "schedule_delay_ms": 50}
+    otel["timeout_seconds"] = 1
+    app = make_app(otel=otel)
+    durations = []
+    async with serve(app) as http:
+        for _ in range(50):
+            started = time.perf_counter()
+            assert (await http.get("/t/slow", params={"seconds": 0})).status_code == 200
+            durations.append(time.perf_counter() - started)
+        stopping = time.perf_counter()
+    assert time.perf_counter() - stopping < 4.0
+    assert statistics.median(durations) < 0.05 and max(durations) < 0.5
