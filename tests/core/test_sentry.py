@@ -89,9 +89,10 @@ def _no_reporter_left() -> Iterator[None]:
     hooks.install_error_reporter(None)
 
 
-def _app(make_app, dsn: str | None, **sentry: Any):
+def _app(make_app, dsn: str | None, otel: dict[str, Any] | None = None, **sentry: Any):
     extra = (routes_module, principal_module, leak_module)
-    return make_app(extra=extra, sentry_dsn=dsn, sentry={"timeout_seconds": 1, "shutdown_timeout": 0.5, **sentry})
+    settings = {"timeout_seconds": 1, "shutdown_timeout": 0.5, **sentry}
+    return make_app(extra=extra, sentry_dsn=dsn, sentry=settings, **({"otel": otel} if otel else {}))
 
 
 async def test_an_unhandled_error_reaches_the_ingest_tagged_and_redacted(make_app):
@@ -161,6 +162,20 @@ async def test_an_error_after_the_response_started_is_reported_by_the_edge(make_
     assert event["tags"]["route"] == "/t/breaks-mid-stream"
     # Litestar's wrappers (its task group, "Exception caught after response started") are peeled off
     assert any("the stream broke" in value["value"] for value in event["exception"]["values"])
+
+
+async def test_with_tracing_on_the_event_names_the_requests_trace(make_app, logs):
+    """Sentry and OpenTelemetry both on: the error's event carries the trace id the access line has."""
+    from tests.observability.otlp import OtlpReceiver
+
+    async with FakeIngest() as ingest, OtlpReceiver() as receiver:
+        otel = {"endpoint": receiver.endpoint, "sample_ratio": 1.0, "schedule_delay_ms": 50}
+        async with serve(_app(make_app, ingest.dsn, otel=otel)) as http:
+            assert (await http.get("/t/boom")).status_code == 500
+            await eventually(lambda: ingest.envelopes, timeout=10)
+    event = json.loads(ingest.envelopes[0].split(b"\n")[2])
+    trace_id = next(line["trace_id"] for line in logs() if line.get("route") == "/t/boom" and "trace_id" in line)
+    assert event["tags"]["trace_id"] == trace_id
 
 
 def test_before_send_blanks_message_texts_phones_and_credentials():

@@ -4,8 +4,9 @@
     BASTION_SENTRY__SAMPLE_RATE=1.0   BASTION_SENTRY__QUEUE_SIZE=100   BASTION_SENTRY__TIMEOUT_SECONDS=5
 
 What is sent: an unhandled error of a request (the 500s the edge and Litestar's handler render), with the tags
-``request_id``, ``route`` (the template), ``method``, ``principal_kind`` and ``principal_id``, the exception's type,
-message and stack (file, function, line and the source lines around it), the release and the environment.
+``request_id``, ``route`` (the template), ``method``, ``principal_kind``, ``principal_id`` and, when tracing
+sampled the request, ``trace_id``; the exception's type, message and stack (file, function, line and the source
+lines around it), the release and the environment.
 
 What is never sent: request bodies, headers and cookies (no web integration is enabled, and
 ``send_default_pii`` is left off), local variables (``include_local_variables`` off), breadcrumbs and logs, sessions,
@@ -82,8 +83,19 @@ def _capture(exc: BaseException, scope: MutableMapping[str, Any]) -> None:
             if ctx.principal is not None:
                 sentry_scope.set_tag("principal_kind", ctx.principal.kind)
                 sentry_scope.set_tag("principal_id", ctx.principal.id)
-        sentry_scope.set_context("trace", {})  # the SDK's own trace context is not ours; OpenTelemetry has the trace
+        trace_id = _current_trace_id()
+        if trace_id is not None:
+            sentry_scope.set_tag("trace_id", trace_id)  # the error's trace, when tracing is on and sampled it
         sentry_scope.capture_exception(_unwrapped(exc))
+
+
+def _current_trace_id() -> str | None:
+    if hooks.tracing is None:
+        return None
+    from opentelemetry import trace
+
+    found = trace.get_current_span().get_span_context()
+    return trace.format_trace_id(found.trace_id) if found.is_valid and found.trace_flags.sampled else None
 
 
 def _unwrapped(exc: BaseException) -> BaseException:
