@@ -217,7 +217,9 @@ async def test_a_dead_ingest_leaves_request_latency_unchanged(make_app):
     async with serve(_app(make_app, dead)) as http:
         await _latencies(http, "/t/boom", 5)
         refused = await _latencies(http, "/t/boom", 30)
-    assert statistics.median(refused) < baseline + 0.010
+    # the margin absorbs the machine's load (colleagues' tests on the same two cores); a send in the request's path
+    # would cost each request urllib3's three connection attempts and show in the maximum as well
+    assert statistics.median(refused) < baseline + 0.025
     assert max(refused) < 0.5
 
 
