@@ -260,6 +260,7 @@ def main() -> None:
     parser.add_argument("--loop", choices=["asyncio", "uvloop"], default="asyncio")
     parser.add_argument("--baseline", type=Path, help="another checkout of Bastion, served as bastion@base")
     parser.add_argument("--port-base", type=int, default=8810, help="apps listen from here; the OTLP sink on +9")
+    parser.add_argument("--out", default="http", help="results go to bench/results/<out>-<server>[-<loop>].json")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk is needed (apt-get install wrk)")
@@ -308,7 +309,7 @@ def main() -> None:
     base = summary.get("litestar-bare", {}).get("rps")
     RESULTS.mkdir(parents=True, exist_ok=True)
     suffix = "" if args.loop == "asyncio" else f"-{args.loop}"
-    (RESULTS / f"http-{args.server}{suffix}.json").write_text(
+    (RESULTS / f"{args.out}-{args.server}{suffix}.json").write_text(
         json.dumps(
             {
                 "server": args.server,
