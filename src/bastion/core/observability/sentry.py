@@ -10,8 +10,9 @@ lines around it), the release and the environment.
 
 What is never sent: request bodies, headers and cookies (no web integration is enabled, and
 ``send_default_pii`` is left off), local variables (``include_local_variables`` off), breadcrumbs and logs, sessions,
-metrics, traces. Whatever remains goes through :func:`before_send`: the log redaction (credential-named keys,
-bearer tokens, API keys, JWTs, URL passwords, ``password=…`` in text), plus phone numbers and message texts.
+metrics, traces. Whatever remains goes through :func:`before_send`: the log redaction (keys naming credentials, prompts,
+message texts or phone numbers; bearer tokens, API keys, JWTs, URL passwords, ``password=…`` and phone numbers
+inside any text).
 
 Sending never touches a request: the SDK's transport queues an envelope for its own thread (at most
 ``queue_size`` waiting; beyond that they are dropped and counted by the SDK), and that thread's HTTP call times out
@@ -20,7 +21,6 @@ after ``timeout_seconds``. At drain the queue gets ``shutdown_timeout`` seconds 
 
 from __future__ import annotations
 
-import re
 from collections.abc import MutableMapping
 from typing import Any, cast
 
@@ -34,17 +34,12 @@ from bastion.core.logging import REDACTED, key_is_sensitive, redact_text
 from bastion.core.observability import hooks
 from bastion.core.observability.settings import SentrySettings
 
-# A phone number: E.164 (``+`` and 7-15 digits, spaces or dashes allowed) or a bare run of 9-15 digits (WhatsApp's
-# ``wa_id``). Digits next to letters or dots (versions, addresses, hex ids) are left alone.
-_PHONE = re.compile(r"(?<![\w.])(?:\+\d[\d \-]{6,18}\d|\d{9,15})(?![\w.])")
-# Keys whose values are message texts or phone numbers (exact names: ``context_line`` must keep its source line).
-_CONTENT_KEY = re.compile(r"^(body|text|content|caption|message_text|phone|phone_number|msisdn|wa_id|to|from)$", re.I)
 # The envelope's own fields: ours or the SDK's, never user data, and some of them look like numbers.
 _STRUCTURAL = frozenset({"event_id", "timestamp", "start_timestamp", "sdk", "platform", "level", "modules", "type"})
 
 
 def before_send(event: Event, _hint: Hint) -> Event:
-    """The last look at an event before it is queued: redacted as the logs are, plus phones and message texts."""
+    """The last look at an event before it is queued: redacted as the logs are (``core/logging.py``)."""
     fields = cast("dict[str, Any]", event)
     for key in list(fields):
         if key not in _STRUCTURAL:
@@ -53,10 +48,10 @@ def before_send(event: Event, _hint: Hint) -> Event:
 
 
 def _scrub(value: Any, key: str = "", depth: int = 0) -> Any:
-    if key and (_CONTENT_KEY.match(key) or key_is_sensitive(key)):
+    if key and key_is_sensitive(key):
         return REDACTED
     if isinstance(value, str):
-        return _PHONE.sub(REDACTED, redact_text(value))
+        return redact_text(value)
     if depth > 12:
         return value
     if isinstance(value, dict):
