@@ -12,6 +12,9 @@ process group over the requests wrk completed), which stays steady where request
 whatever else the two cores run. ``--baseline DIR`` adds ``bastion@base``: the same app from another
 checkout of Bastion (e.g. ``git worktree add ../base <commit>``), to measure a change before and after in
 one run.
+``bastion+otel-1%`` and ``bastion+otel-100%`` are the same app with tracing on (``BASTION_OTEL__ENDPOINT``) at
+those sample ratios, exporting by OTLP/HTTP to a sink in this process that reads and discards each batch (its
+CPU is not the server's; the exporter's thread in the server is).
 ``litestar-bare+headers`` is bare Litestar sending Bastion's response headers and doing nothing else: the
 most Bastion could reach while sending them. Results go to ``bench/results/http-<server>[-uvloop].json``
 and are printed as a Markdown table for docs/benchmarks.md.
@@ -72,9 +75,51 @@ def bastion_env(data_dir: str, redis: bool) -> dict[str, str]:
     return env
 
 
-def apps(data_dir: str) -> list[App]:
+def otel_env(data_dir: str, ratio: float, sink_port: int) -> dict[str, str]:
+    return {
+        **bastion_env(data_dir, redis=False),
+        "BASTION_OTEL__ENDPOINT": f"http://127.0.0.1:{sink_port}",
+        "BASTION_OTEL__SAMPLE_RATIO": str(ratio),
+    }
+
+
+class OtlpSink:
+    """An OTLP/HTTP endpoint that reads each export and answers 200 (an empty ExportTraceServiceResponse)."""
+
+    def __init__(self, port: int) -> None:
+        import http.server
+        import threading
+
+        sink = self
+        self.batches = 0
+        self.bytes = 0
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                size = int(self.headers.get("content-length", "0"))
+                self.rfile.read(size)
+                sink.batches += 1
+                sink.bytes += size
+                self.send_response(200)
+                self.send_header("content-type", "application/x-protobuf")
+                self.send_header("content-length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                return
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+
+
+def apps(data_dir: str, sink_port: int) -> list[App]:
     return [
         App("bastion", "bastion_hello:app", APPS_DIR, env=bastion_env(data_dir + "/mem", redis=False)),
+        App("bastion+otel-1%", "bastion_hello:app", APPS_DIR, env=otel_env(data_dir + "/o1", 0.01, sink_port)),
+        App("bastion+otel-100%", "bastion_hello:app", APPS_DIR, env=otel_env(data_dir + "/o100", 1.0, sink_port)),
         App("bastion-redis", "bastion_hello:app", APPS_DIR, env=bastion_env(data_dir + "/redis", redis=True)),
         App("litestar-bare", "litestar_bare:app", PEERS),
         # bare Litestar sending Bastion's 21 response headers, doing none of the work: the ceiling
@@ -214,11 +259,13 @@ def main() -> None:
     parser.add_argument("--only", nargs="*")
     parser.add_argument("--loop", choices=["asyncio", "uvloop"], default="asyncio")
     parser.add_argument("--baseline", type=Path, help="another checkout of Bastion, served as bastion@base")
+    parser.add_argument("--port-base", type=int, default=8810, help="apps listen from here; the OTLP sink on +9")
+    parser.add_argument("--out", default="http", help="results go to bench/results/<out>-<server>[-<loop>].json")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk is needed (apt-get install wrk)")
     data_dir = tempfile.mkdtemp(prefix="bastion-bench-")
-    candidates = apps(data_dir)
+    candidates = apps(data_dir, args.port_base + 9)
     if args.baseline is not None:
         base_tree = args.baseline.resolve()
         env = bastion_env(data_dir + "/base", redis=False)
@@ -226,8 +273,9 @@ def main() -> None:
             1, App("bastion@base", "bastion_hello:app", base_tree / "bench" / "apps", env=env, src=base_tree / "src")
         )
     selected = [a for a in candidates if not args.only or a.name in args.only]
+    sink = OtlpSink(args.port_base + 9) if any(a.name.startswith("bastion+otel") for a in selected) else None
     procs: dict[str, subprocess.Popen[bytes]] = {}
-    ports = {app.name: 8810 + i for i, app in enumerate(selected)}
+    ports = {app.name: args.port_base + i for i, app in enumerate(selected)}
     results: dict[str, list[dict[str, float]]] = {app.name: [] for app in selected}
     try:
         for app in selected:
@@ -243,6 +291,9 @@ def main() -> None:
         for proc in procs.values():
             stop(proc)
         shutil.rmtree(data_dir, ignore_errors=True)
+        if sink is not None:
+            print(f"OTLP sink: {sink.batches} export batches, {sink.bytes:,} bytes")
+            sink.close()
 
     summary = {}
     for app in selected:
@@ -258,7 +309,7 @@ def main() -> None:
     base = summary.get("litestar-bare", {}).get("rps")
     RESULTS.mkdir(parents=True, exist_ok=True)
     suffix = "" if args.loop == "asyncio" else f"-{args.loop}"
-    (RESULTS / f"http-{args.server}{suffix}.json").write_text(
+    (RESULTS / f"{args.out}-{args.server}{suffix}.json").write_text(
         json.dumps(
             {
                 "server": args.server,

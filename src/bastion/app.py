@@ -37,6 +37,7 @@ from bastion.core.edge.routes import RouteGroup, RouteTable
 from bastion.core.edge.telemetry import TelemetryMiddleware
 from bastion.core.jobs.runner import JobRunner
 from bastion.core.module import Module, ModuleContext, ModuleParts, check_config, tier_rates
+from bastion.core.observability import hooks
 from bastion.core.ops import OPS_ROUTE_GROUPS, ops_router
 from bastion.core.platform import Platform
 from bastion.core.principal import Principal, PrincipalResolver
@@ -88,6 +89,15 @@ def create_app(
         raise SystemExit("refusing to start in production with unsafe configuration; run `bastion check-config`")
 
     platform = Platform.build(settings, version=__version__, tiers=tier_rates(settings, listed))
+    if settings.sentry_dsn is not None:
+        from bastion.core.observability import sentry  # the SDK is loaded only when a DSN is set
+
+        sentry.setup(
+            settings.sentry_dsn.get_secret_value(), settings.sentry, environment=settings.env, release=__version__
+        )
+        platform.lifecycle.on_close("sentry", sentry.close)
+    if platform.tracing is not None:
+        hooks.install_tracing(platform.tracing)  # for the upstream path, outbound clients, queue propagation
     parts = _build_modules(platform, settings, listed)
     jobs = JobRunner.for_platform(platform, [job for part in parts for job in part.jobs])  # names unique, or error
 
@@ -150,7 +160,11 @@ def create_app(
         hsts=settings.is_production,
     )
     asgi = TelemetryMiddleware(
-        asgi, lifecycle=platform.lifecycle, metrics=platform.http_metrics, slow_request_ms=settings.slow_request_ms
+        asgi,
+        lifecycle=platform.lifecycle,
+        metrics=platform.http_metrics,
+        slow_request_ms=settings.slow_request_ms,
+        tracing=platform.tracing,
     )
     asgi = ContextMiddleware(asgi, trusted_proxies=settings.trusted_proxies)
     return Bastion(asgi, litestar, platform, groups)

@@ -70,3 +70,22 @@ async def test_logs_carry_numbers_never_prompts_or_answers(ai_app, upstream, log
     everything = repr(lines)
     assert "4711" not in everything and "diary" not in everything
     assert "How can I help" not in everything
+
+
+async def test_with_tracing_on_the_provider_call_is_a_span_and_gets_the_traceparent(ai_app, upstream, logs):
+    """The gateway's call to a provider is an upstream span with the model, and the provider receives the
+    request's trace in ``traceparent`` (over the gateway's aiohttp sessions)."""
+    from tests.conftest import eventually
+    from tests.observability.otlp import OtlpReceiver
+
+    async with OtlpReceiver() as receiver:
+        otel = {"endpoint": receiver.endpoint, "sample_ratio": 1.0, "schedule_delay_ms": 50}
+        async with serve(ai_app(otel=otel)) as http:
+            response = await http.post("/v1/chat/completions", json=CHAT, headers=AUTH)
+            assert response.status_code == 200
+            await eventually(lambda: receiver.named("upstream ai:fake"), timeout=10)
+    (call,) = receiver.named("upstream ai:fake")
+    assert call.attributes["gen_ai.request.model"] == "fake-model"
+    trace_id = next(line["trace_id"] for line in logs() if line.get("route") == "/v1/chat/completions")
+    assert call.trace_id == trace_id
+    assert upstream.requests[-1].headers["traceparent"].split("-")[1] == trace_id

@@ -83,6 +83,23 @@ def test_redaction_blanks_credential_shaped_values_in_free_text():
         assert secret not in cleaned, text
 
 
+def test_redaction_blanks_phone_numbers_and_message_texts():
+    """Phone numbers inside text (E.164 or a bare wa_id) and the values of message-text and phone keys are blanked;
+    versions, dates, hex ids and numbers stay readable."""
+    event = {
+        "event": "e",
+        "detail": "delivery to +33 6 12 34 56 78 (wa_id 33698765432) failed",
+        "message": {"to": "+4915112345678", "text": "meet me at 6", "caption": "photo", "kind": "text"},
+        "note": "bastion 3.11.4 on 2026-12-03, id 5f2c9a1e0b3d0000000042",
+        "count": 33612345678,
+    }
+    cleaned = str(redact(None, "info", event))
+    for secret in ("+33 6 12 34 56 78", "33698765432", "+4915112345678", "meet me at 6", "photo"):
+        assert secret not in cleaned, secret
+    for kept in ("3.11.4", "2026-12-03", "5f2c9a1e0b3d0000000042", "33612345678", "'kind': 'text'"):
+        assert kept in cleaned, kept
+
+
 def test_module_loggers_are_redacted_too(logs, make_app):
     """A log call anywhere in the code goes through redaction."""
     make_app()  # configures logging

@@ -100,3 +100,19 @@ def test_production_refuses_to_start_on_unsafe_settings(tmp_path):
     settings = Settings(_env_file=None, **{**SAFE, "crypto": {}, "data_dir": tmp_path})
     with pytest.raises(SystemExit, match="unsafe configuration"):
         create_app(settings)
+
+
+def test_observability_sent_in_clear_or_at_full_ratio_is_a_warning():
+    """A Sentry DSN or an OTLP endpoint with headers over plain http to another host, and a production sample
+    ratio above 0.5, are named (as warnings); local collectors and https are fine."""
+
+    def named(**override) -> set[str]:
+        return {p.setting for p in Settings(_env_file=None, **{**SAFE, **override}).problems()}
+
+    assert "BASTION_SENTRY_DSN" in named(sentry_dsn="http://key@sentry.example.com/1")
+    assert "BASTION_SENTRY_DSN" not in named(sentry_dsn="https://key@o1.ingest.sentry.io/1")
+    clear = {"endpoint": "http://collector.example.com:4318", "headers": {"x-api-key": "k"}}
+    assert "BASTION_OTEL__ENDPOINT" in named(otel=clear)
+    assert "BASTION_OTEL__ENDPOINT" not in named(otel={**clear, "endpoint": "http://127.0.0.1:4318"})
+    assert "BASTION_OTEL__SAMPLE_RATIO" in named(otel={"endpoint": "https://c.example.com", "sample_ratio": 1.0})
+    assert "BASTION_OTEL__SAMPLE_RATIO" not in named(otel={"endpoint": "https://c.example.com", "sample_ratio": 0.1})

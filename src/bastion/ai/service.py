@@ -176,7 +176,8 @@ class AiService:
 
         async def call(target: Target) -> Answer:
             provider, prepared = self.providers[target.provider], self.prepare(request, target)
-            return await self.upstreams[target.provider].call(lambda: provider.complete(prepared))
+            model = {"gen_ai.request.model": target.model}
+            return await self.upstreams[target.provider].call(lambda: provider.complete(prepared), attributes=model)
 
         index, target, started, answer = await self._first_answer(name, targets, call, stream=False)
         result = self._result(request, answer)
@@ -202,9 +203,10 @@ class AiService:
         async def call(target: Target) -> UpstreamStream:
             upstream, provider = self.upstreams[target.provider], self.providers[target.provider]
             prepared = self.prepare(request, target)
+            model = {"gen_ai.request.model": target.model}
             if provider.streams:
-                return await upstream.open_stream(lambda: provider.open_stream(prepared))
-            return Whole(await upstream.call(lambda: provider.complete(prepared)))
+                return await upstream.open_stream(lambda: provider.open_stream(prepared), attributes=model)
+            return Whole(await upstream.call(lambda: provider.complete(prepared), attributes=model))
 
         index, target, started, opened = await self._first_answer(name, targets, call, stream=True)
         prompt = sum(estimate_tokens(m.text()) for m in request.messages)

@@ -43,13 +43,20 @@ class CheckResult:
 
 class Health:
     def __init__(
-        self, lifecycle: Lifecycle, *, version: str, service_id: str = "bastion", cache_seconds: float = 1.0
+        self,
+        lifecycle: Lifecycle,
+        *,
+        version: str,
+        service_id: str = "bastion",
+        cache_seconds: float = 1.0,
+        reports: Callable[[], dict[str, Any]] | None = None,
     ) -> None:
         self.lifecycle = lifecycle
         self.version = version
         self.service_id = service_id
         self.cache_seconds = cache_seconds
         self.checks: list[HealthCheck] = []
+        self.reports = reports
         self._cached: tuple[float, list[CheckResult]] | None = None
         self._running: asyncio.Future[list[CheckResult]] | None = None
 
@@ -129,6 +136,19 @@ class Health:
         checks["uptime"] = system(round(time.time() - self.lifecycle.started_at, 1), "s")
         checks["memory:utilization"] = system(metrics.update_process_metrics(), "bytes")
         checks["http:inFlight"] = system(self.lifecycle.in_flight, "requests")
+        report = self.reports() if self.reports is not None else None
+        if report is not None:
+            memory = report["memory"]
+            checks["memory:trend"] = [
+                {
+                    "componentType": "system",
+                    "observedValue": memory["slope_mb_per_hour"],
+                    "observedUnit": "MiB/h",
+                    "status": "warn" if memory["warnings"] else "pass",
+                    "time": now,
+                    **({"output": "; ".join(memory["warnings"])} if memory["warnings"] else {}),
+                }
+            ]
         body: dict[str, Any] = {
             "status": status,
             "version": self.version,
@@ -136,6 +156,9 @@ class Health:
             "description": f"bastion ({self.lifecycle.phase.value})",
             "checks": checks,
         }
+        if report is not None:
+            # the last window's slowest routes and the memory trend (admins only in production)
+            body["reports"] = report
         if status != "pass":
             body["output"] = (
                 "; ".join(f"{r.name}: {r.output}" for r in results if r.output) or self.lifecycle.phase.value

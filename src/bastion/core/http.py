@@ -45,7 +45,7 @@ import email.utils
 import math
 import sys
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, MutableMapping
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
@@ -61,8 +61,12 @@ _HTTPX_FAMILY = ("httpx", "httpx2")
 
 
 class HttpClients:
-    def __init__(self) -> None:
+    """The pooled clients, one per name. ``inject`` (set when tracing is on) writes the current trace context into
+    each outbound request's headers (W3C ``traceparent``), so an upstream that traces continues the trace."""
+
+    def __init__(self, inject: Callable[[MutableMapping[str, str]], None] | None = None) -> None:
         self._clients: dict[str, httpx.AsyncClient] = {}
+        self._inject = inject
 
     def client(
         self,
@@ -82,7 +86,16 @@ class HttpClients:
 
             timeout = timeout or httpx.Timeout(30.0, connect=5.0, pool=5.0)
             limits = limits or httpx.Limits(max_connections=256, max_keepalive_connections=64, keepalive_expiry=30.0)
+            hooks: dict[str, list[Any]] = {}
+            if self._inject is not None:
+                inject = self._inject
+
+                async def add_trace_context(request: httpx.Request) -> None:
+                    inject(request.headers)
+
+                hooks["request"] = [add_trace_context]
             found = httpx.AsyncClient(
+                event_hooks=hooks,
                 base_url=base_url,
                 timeout=timeout,
                 limits=limits,

@@ -1,8 +1,9 @@
 """structlog setup: JSON lines in production, readable lines in development, secrets redacted everywhere.
 
-Redaction works on keys (any key that names a credential, at any depth) and on values (bearer tokens,
-Bastion API keys and the like inside any other string), so a secret that reaches a log call by mistake
-is still not written. The standard library's loggers (servers, SQLAlchemy, httpx) go through the same
+Redaction works on keys (any key that names a credential, a prompt, a message text or a phone number, at any
+depth) and on values (bearer tokens, Bastion API keys, phone numbers and the like inside any other string), so a
+secret that reaches a log call by mistake is still not written. The error tracker applies the same
+(``observability/sentry.py``). The standard library's loggers (servers, SQLAlchemy, httpx) go through the same
 processors.
 """
 
@@ -40,6 +41,13 @@ _SENSITIVE_ASSIGNMENT = re.compile(
     r"(?i)\b((?:pass(?:word|wd|phrase)?|secret|token|api[-_]?key|auth(?:orization)?|credential)s?"
     r"[\"']?\s*[=:]\s*)(\"[^\"]*\"|'[^']*'|[^\s,;&'\"]+)"
 )
+# A phone number: E.164 (``+`` and 7-15 digits, spaces or dashes allowed) or a bare run of 9-15 digits (WhatsApp's
+# ``wa_id``). Digits next to letters or dots (versions, addresses, hex ids) are left alone.
+_PHONE = re.compile(r"(?<![\w.])(?:\+\d[\d \-]{6,18}\d|\d{9,15})(?![\w.])")
+# Keys whose values are message texts or phone numbers, by exact name (``context`` or ``total`` must stay readable).
+_CONTENT_KEYS = frozenset(
+    {"body", "text", "content", "caption", "message_text", "phone", "phone_number", "msisdn", "wa_id", "to", "from"}
+)
 # Keys the edge writes on every access line; their values are ours, so skipping the scan is safe and
 # keeps the hot path short.
 _TRUSTED_KEYS = frozenset(
@@ -64,7 +72,7 @@ _KEY_CACHE: dict[str, bool] = {}
 def _key_is_sensitive(key: str) -> bool:
     hit = _KEY_CACHE.get(key)
     if hit is None:
-        hit = bool(_SENSITIVE_KEY.search(key))
+        hit = bool(_SENSITIVE_KEY.search(key)) or key.lower() in _CONTENT_KEYS
         if len(_KEY_CACHE) < 4096:
             _KEY_CACHE[key] = hit
     return hit
@@ -74,7 +82,8 @@ def _scrub_value(value: Any, depth: int = 0) -> Any:
     if isinstance(value, str):
         if len(value) < 8:
             return value
-        return _SENSITIVE_ASSIGNMENT.sub(r"\1" + REDACTED, _SENSITIVE_VALUE.sub(REDACTED, value))
+        value = _SENSITIVE_ASSIGNMENT.sub(r"\1" + REDACTED, _SENSITIVE_VALUE.sub(REDACTED, value))
+        return _PHONE.sub(REDACTED, value) if any(c.isdigit() for c in value) else value
     if depth > 6:
         return value
     if isinstance(value, Mapping):
@@ -99,6 +108,11 @@ def redact(_logger: WrappedLogger, _name: str, event_dict: EventDict) -> EventDi
 
 def redact_text(text: str) -> str:
     return str(_scrub_value(text))
+
+
+def key_is_sensitive(key: str) -> bool:
+    """The log redaction's verdict on a key: does its value name a credential, a prompt or a secret payload?"""
+    return _key_is_sensitive(key)
 
 
 _encoder = msgspec.json.Encoder(enc_hook=repr)

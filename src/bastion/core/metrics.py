@@ -35,6 +35,8 @@ from prometheus_client import (
 )
 from prometheus_client.mmap_dict import MmapedDict
 
+from bastion.core.observability.reports import RouteWindow
+
 disable_created_metrics()  # the *_created series double the exposition and nobody graphs them
 PREFIX = "bastion_"
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -77,23 +79,33 @@ def gauge(name: str, doc: str, labels: Sequence[str] = (), mode: str = "livesum"
 class HttpMetrics:
     """RED metrics for the edge, with labelled children cached so a request costs two dict lookups."""
 
-    def __init__(self) -> None:
+    def __init__(self, window: RouteWindow | None = None) -> None:
+        self.window = window
+        """Where each request's duration also goes, for the slow-routes report (``observability/reports.py``)."""
         self.requests = counter("http_requests_total", "HTTP requests served", ("method", "route", "status_class"))
         self.latency = histogram(
             "http_request_duration_seconds", "Time to serve an HTTP request", ("method", "route", "status_class")
         )
-        self._children: dict[tuple[str, str, str], tuple[Any, Any]] = {}
+        self._children: dict[tuple[str, str, str], tuple[Any, Any, Any]] = {}
 
-    def observe(self, method: str, route: str, status: int, seconds: float) -> None:
+    def observe(self, method: str, route: str, status: int, seconds: float, trace_id: str | None = None) -> None:
+        """Count and time one request; ``trace_id`` (a sampled trace) becomes the observation's exemplar, shown in
+        the OpenMetrics exposition (single-process only: prometheus_client keeps no exemplars across workers)."""
         key = (method, route, _STATUS_CLASS[status // 100] if 0 < status < 600 else "other")
         children = self._children.get(key)
         if children is None:
             if len(self._children) > 5000:  # unbounded routes would be a bug; cap the damage
                 key = (method, "<other>", key[2])
-            children = (self.requests.labels(*key), self.latency.labels(*key))
+            reservoir = self.window.reservoir(method, key[1]) if self.window is not None else None
+            children = (self.requests.labels(*key), self.latency.labels(*key), reservoir)
             self._children[key] = children
         children[0].inc()
-        children[1].observe(seconds)
+        if trace_id is None:
+            children[1].observe(seconds)
+        else:
+            children[1].observe(seconds, {"trace_id": trace_id})
+        if children[2] is not None:
+            children[2].add(seconds)
 
 
 _STATUS_CLASS = {1: "1xx", 2: "2xx", 3: "3xx", 4: "4xx", 5: "5xx"}
@@ -125,11 +137,16 @@ def update_process_metrics() -> int:
     return rss
 
 
-def exposition() -> tuple[bytes, str]:
-    """The current metrics in the Prometheus text format, merged over workers when there are several."""
+def exposition(openmetrics: bool = False) -> tuple[bytes, str]:
+    """The current metrics in the Prometheus text format, merged over workers when there are several; in the
+    OpenMetrics format when asked (``Accept: application/openmetrics-text``), which carries exemplars."""
     update_process_metrics()
     directory = multiproc_dir()
     if directory is None:
+        if openmetrics:
+            from prometheus_client.openmetrics import exposition as om
+
+            return om.generate_latest(REGISTRY), om.CONTENT_TYPE_LATEST
         return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
     with _dir_lock(directory):
         archive_dead_workers(directory)

@@ -81,7 +81,9 @@ async def metrics_endpoint(request: Request[Any, Any, Any]) -> Response[bytes]:
     settings = _platform(request).settings
     if settings.metrics_token is not None and not _bearer_matches(request, settings.metrics_token.get_secret_value()):
         raise errors.Unauthorized("Metrics need the metrics token.", headers={"WWW-Authenticate": "Bearer"})
-    body, content_type = metrics.exposition()
+    body, content_type = metrics.exposition(
+        openmetrics="application/openmetrics-text" in request.headers.get("accept", "")
+    )
     return Response(body, media_type=content_type, headers=_NO_STORE)
 
 

@@ -8,6 +8,7 @@
     platform.http        # pooled outbound HTTP clients
     platform.lifecycle   # readiness, drain, background jobs
     platform.health      # probes
+    platform.reports     # the slow-routes and memory-trend reports (a core job makes one per window)
 
 Nothing here connects at build time; connections open lazily and ``start``/``stop`` run in the
 app's lifespan.
@@ -26,12 +27,15 @@ from bastion.core.health import Health, HealthCheck
 from bastion.core.http import HttpClients
 from bastion.core.lifecycle import Lifecycle
 from bastion.core.logging import get_logger
+from bastion.core.observability.reports import Reports
 from bastion.core.ratelimit import Limiter, MemoryRateLimitBackend, RateLimitBackend, Tier
 from bastion.core.settings import CoreSettings, Rate
 from bastion.core.stores import MemoryStore, Store
 
 if TYPE_CHECKING:
     import redis.asyncio as aioredis
+
+    from bastion.core.observability.tracing import Tracing
 
 log = get_logger("bastion.platform")
 
@@ -54,6 +58,8 @@ class Platform:
         health: Health,
         http_metrics: metrics.HttpMetrics,
         broker: Broker | None = None,
+        reports: Reports | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
         self.settings = settings
         self.version = version
@@ -67,6 +73,8 @@ class Platform:
         self.health = health
         self.http_metrics = http_metrics
         self.broker = broker
+        self.reports = reports
+        self.tracing = tracing
 
     @classmethod
     def build(
@@ -80,6 +88,13 @@ class Platform:
             memory_check_seconds=settings.memory_check_seconds,
         )
         database = Database.from_settings(settings)
+        tracing: Tracing | None = None
+        if settings.otel.endpoint is not None:
+            # imported only here: without an endpoint nothing of OpenTelemetry is loaded
+            from bastion.core.observability.tracing import Tracing
+
+            tracing = Tracing(settings.otel, version=version, trusted_proxies=settings.trusted_proxies)
+            tracing.instrument_engine(database.engine)
         redis_client: aioredis.Redis | None = None
         admission_client: aioredis.Redis | None = None
         store: Store
@@ -99,11 +114,18 @@ class Platform:
         else:
             store = MemoryStore()
 
+        if tracing is not None and settings.otel.trace_store:
+            from bastion.core.observability.traced_store import TracedStore
+
+            store = TracedStore(store, tracing, "redis" if redis_client is not None else "memory")
         if tiers is None:
             tiers = {name: (rate, False) for name, rate in settings.rate_limits.tiers().items()}
         limiter = Limiter(backend, build_tiers(settings, tiers), deny_cache=settings.admission.deny_cache)
 
-        health = Health(lifecycle, version=version)
+        reports = Reports(
+            settings.reports, memory_warn_bytes=settings.memory_warn_mb * 1_048_576, rss=metrics.update_process_metrics
+        )
+        health = Health(lifecycle, version=version, reports=reports.snapshot if settings.reports.enabled else None)
         health.add(HealthCheck("database", database.ping))
         if redis_client is not None:
             health.add(HealthCheck("redis", store.ping))
@@ -120,12 +142,16 @@ class Platform:
             redis=redis_client,
             limiter=limiter,
             keyring=Keyring.from_settings(settings.crypto, settings.data_dir),
-            http=HttpClients(),
+            http=HttpClients(inject=tracing.inject if tracing is not None else None),
             health=health,
-            http_metrics=metrics.HttpMetrics(),
+            http_metrics=metrics.HttpMetrics(reports.routes if settings.reports.enabled else None),
             broker=broker,
+            reports=reports,
+            tracing=tracing,
         )
         lifecycle.on_close("database", database.close)
+        if tracing is not None:
+            lifecycle.on_close("tracing", tracing.close)  # exports the spans still queued
         lifecycle.on_close("http-clients", platform.http.close)
         if broker is not None:
             lifecycle.on_close("broker", broker.close)

@@ -10,7 +10,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, MutableMapping
 from typing import Any, cast
 
 from litestar import Request, Response
@@ -20,6 +20,7 @@ from litestar.exceptions.base_exceptions import SerializationException
 from bastion.core import db, errors
 from bastion.core.edge.asgi import CONTEXT_KEY, RequestContext
 from bastion.core.logging import get_logger
+from bastion.core.observability.hooks import report_unexpected
 
 log = get_logger("bastion.errors")
 
@@ -75,6 +76,7 @@ def exception_handler(production: bool) -> Callable[[Request[Any, Any, Any], Exc
             log.error(
                 "unhandled exception", route=request.scope.get("path_template"), method=request.method, exc_info=exc
             )
+            report_unexpected(exc, cast("MutableMapping[str, Any]", request.scope))
             body = errors.render_unexpected(exc, request_id, production=production)
             return Response(
                 body,

@@ -25,6 +25,9 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from bastion.core.observability.reports import ReportSettings
+from bastion.core.observability.settings import OtelSettings, SentrySettings
+
 _PERIODS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
 _RATE = re.compile(r"^\s*(\d+)\s*/\s*(second|minute|hour|day)s?\s*$", re.IGNORECASE)
 
@@ -181,6 +184,12 @@ class CoreSettings(BaseSettings):
     admission: AdmissionSettings = AdmissionSettings()
     crypto: CryptoSettings = CryptoSettings()
     server: ServerSettings = ServerSettings()
+    reports: ReportSettings = ReportSettings()
+    sentry_dsn: SecretStr | None = None
+    """Opt-in error tracking (``core/observability/sentry.py``): unset, nothing of Sentry is loaded."""
+    sentry: SentrySettings = SentrySettings()
+    otel: OtelSettings = OtelSettings()
+    """Opt-in traces (``core/observability/tracing.py``): unset endpoint, nothing of OpenTelemetry is loaded."""
 
     @field_validator("trusted_proxies", "cors_origins", "allowed_hosts", "allowed_methods", mode="before")
     @classmethod
@@ -227,6 +236,26 @@ class CoreSettings(BaseSettings):
     def json_logs(self) -> bool:
         return self.log_format == "json" or (self.log_format == "auto" and self.is_production)
 
+    def _observability_problems(self) -> list[Problem]:
+        """Opt-in error tracking and traces sent in clear, or traces at a ratio that costs every request."""
+        found = []
+        if self.sentry_dsn is not None and _in_clear(self.sentry_dsn.get_secret_value()):
+            found.append(
+                Problem("warning", "BASTION_SENTRY_DSN", "http:// sends stack traces and the DSN key in clear")
+            )
+        endpoint = self.otel.endpoint
+        if endpoint is not None and _in_clear(endpoint) and self.otel.headers:
+            found.append(Problem("warning", "BASTION_OTEL__ENDPOINT", "http:// sends OTEL__HEADERS (a key) in clear"))
+        if endpoint is not None and self.is_production and self.otel.sample_ratio > 0.5:
+            found.append(
+                Problem(
+                    "warning",
+                    "BASTION_OTEL__SAMPLE_RATIO",
+                    "above 0.5 tracing costs about 100 µs of CPU per request; see docs/benchmarks.md",
+                )
+            )
+        return found
+
     def problems(self) -> list[Problem]:
         """Every unsafe or inconsistent setting: errors in production, warnings in development."""
         severity: Literal["error", "warning"] = "error" if self.is_production else "warning"
@@ -255,6 +284,7 @@ class CoreSettings(BaseSettings):
                     "SQLite with several workers serialises writes; use PostgreSQL to scale",
                 )
             )
+        found.extend(self._observability_problems())
         if self.redis_url is None and self.server.workers > 1:
             found.append(
                 Problem(
@@ -262,6 +292,14 @@ class CoreSettings(BaseSettings):
                 )
             )
         return found
+
+
+def _in_clear(url: str) -> bool:
+    """An ``http://`` URL to a host other than this machine."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    return parts.scheme == "http" and parts.hostname not in {"localhost", "127.0.0.1", "::1"}
 
 
 @dataclass(frozen=True, slots=True)

@@ -44,7 +44,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar
 
@@ -52,6 +52,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from bastion.core import metrics
 from bastion.core.errors import BulkheadFull, CircuitOpen
+from bastion.core.observability import hooks
 from bastion.core.resilience import Bulkhead, CircuitBreaker, retrying
 
 T = TypeVar("T")
@@ -65,6 +66,7 @@ _duration = metrics.histogram(
     ("upstream",),
 )
 _retries = metrics.counter("upstream_retries_total", "Attempts repeated after a retryable failure", ("upstream",))
+Attributes = Mapping[str, str | int | float | bool]
 OUTCOMES = ("ok", "failure", "rejected", "circuit_open", "bulkhead_full", "cancelled", "broken")
 
 
@@ -167,10 +169,26 @@ class Upstream:
             return True
         return wait if wait <= self.settings.max_retry_wait_seconds else False
 
-    async def call(self, fn: Callable[[], Awaitable[T]], *, retries: int | None = None) -> T:
+    async def call(
+        self, fn: Callable[[], Awaitable[T]], *, retries: int | None = None, attributes: Attributes | None = None
+    ) -> T:
         """``fn()``'s result, under the bulkhead, the breaker and the timeout, retried as the classifier says.
 
-        ``retries`` lowers (or raises) the settings' number for this call: 0 for what must not be repeated."""
+        ``retries`` lowers (or raises) the settings' number for this call: 0 for what must not be repeated.
+        ``attributes`` go on the call's span when tracing is on (``{"gen_ai.request.model": model}``)."""
+        tracing = hooks.tracing
+        if tracing is not None:
+            with tracing.span(f"upstream {self.name}", self._span_attributes(attributes)):
+                return await self._call(fn, retries)
+        return await self._call(fn, retries)
+
+    def _span_attributes(self, attributes: Attributes | None) -> dict[str, str | int | float | bool]:
+        found: dict[str, str | int | float | bool] = {"bastion.upstream": self.name}
+        if attributes:
+            found.update(attributes)
+        return found
+
+    async def _call(self, fn: Callable[[], Awaitable[T]], retries: int | None) -> T:
         started = time.perf_counter()
         try:
             async with self.bulkhead:
@@ -181,8 +199,22 @@ class Upstream:
         self._record("ok", started)
         return result
 
-    async def open_stream(self, fn: Callable[[], Awaitable[Stream[P]]], *, retries: int | None = None) -> Held[P]:
-        """The stream ``fn()`` opens, holding a bulkhead slot until it is closed. Only opening is retried."""
+    async def open_stream(
+        self,
+        fn: Callable[[], Awaitable[Stream[P]]],
+        *,
+        retries: int | None = None,
+        attributes: Attributes | None = None,
+    ) -> Held[P]:
+        """The stream ``fn()`` opens, holding a bulkhead slot until it is closed. Only opening is retried (and
+        traced: the span ends when the stream has opened)."""
+        tracing = hooks.tracing
+        if tracing is not None:
+            with tracing.span(f"upstream {self.name} open", self._span_attributes(attributes)):
+                return await self._open_stream(fn, retries)
+        return await self._open_stream(fn, retries)
+
+    async def _open_stream(self, fn: Callable[[], Awaitable[Stream[P]]], retries: int | None) -> Held[P]:
         started = time.perf_counter()
         try:
             await self.bulkhead.__aenter__()
@@ -207,7 +239,7 @@ class Upstream:
     async def _attempts(self, fn: Callable[[], Awaitable[T]], retries: int | None) -> T:
         retries = self.settings.retries if retries is None else retries
         try:
-            return await self._once(fn)
+            return await self._once(fn, 1)
         except Exception as exc:
             if retries == 0 or self.retry_wait(exc) is False:
                 raise
@@ -226,10 +258,16 @@ class Upstream:
                     replayed, failure = failure, None
                     raise replayed
                 self._retries.inc()
-                return await self._once(fn)
+                return await self._once(fn, attempt.num)
         raise AssertionError("unreachable: stamina re-raises the last failure")
 
-    async def _once(self, fn: Callable[[], Awaitable[T]]) -> T:
+    async def _once(self, fn: Callable[[], Awaitable[T]], attempt: int) -> T:
+        tracing = hooks.tracing
+        if tracing is not None:
+            state = self.breaker.state.name.lower()
+            with tracing.span("attempt", {"bastion.attempt": attempt, "bastion.breaker.state": state}):
+                async with self.breaker, asyncio.timeout(self.settings.timeout_seconds):
+                    return await fn()
         async with self.breaker, asyncio.timeout(self.settings.timeout_seconds):
             return await fn()
 

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Protocol
 from bastion.ai.schemas import ChatCompletionRequest
 from bastion.ai.settings import ProviderSettings
 from bastion.core.http import retry_after
+from bastion.core.observability.propagation import aiohttp_trace_configs
 
 if TYPE_CHECKING:
     # aiohttp is imported with the first network session (see HttpSessions.get): a gateway that only runs
@@ -144,7 +145,11 @@ class HttpSessions:
                 total=None, connect=settings.connect_timeout_seconds, sock_read=settings.read_timeout_seconds
             )
             session = aiohttp.ClientSession(
-                connector=connector, timeout=timeout, trust_env=False, raise_for_status=False
+                connector=connector,
+                timeout=timeout,
+                trust_env=False,
+                raise_for_status=False,
+                trace_configs=aiohttp_trace_configs(),  # traceparent to the provider when tracing is on
             )
             self._sessions[name] = session
         return session

@@ -15,6 +15,7 @@ import asyncio
 from bastion.core.edge.asgi import CONTEXT_KEY, ASGIApp, Message, Receive, RequestContext, Scope, Send, send_problem
 from bastion.core.errors import AppError, headers_list, render_unexpected
 from bastion.core.logging import get_logger
+from bastion.core.observability.hooks import report_unexpected
 
 log = get_logger("bastion.errors")
 
@@ -53,6 +54,7 @@ class ErrorBoundaryMiddleware:
             await send_problem(send, error, ctx.request_id)
         except Exception as exc:
             log.error("unhandled exception", route=scope.get("path_template"), method=scope["method"], exc_info=exc)
+            report_unexpected(exc, scope)
             if started:
                 return
             body = render_unexpected(exc, ctx.request_id, production=self.production)

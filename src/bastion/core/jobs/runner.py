@@ -120,11 +120,16 @@ class JobRunner:
 
     @classmethod
     def for_platform(cls, platform: Platform, jobs: Sequence[Job]) -> JobRunner:
-        """The runner of an app: the modules' jobs and the core's own (pruning the run log), leases in Redis when
-        configured else in SQL, the run log in SQL."""
+        """The runner of an app: the modules' jobs and the core's own (pruning the run log; the periodic reports,
+        per worker), leases in Redis when configured else in SQL, the run log in SQL."""
         run_log = RunLog(platform.db)
-        prune = Periodic(name="core.prune-job-runs", every=3600.0, run=run_log.prune, once_per_cluster=True)
-        return cls([*jobs, prune], lifecycle=platform.lifecycle, leases=leases_for(platform), run_log=run_log)
+        core = [Periodic(name="core.prune-job-runs", every=3600.0, run=run_log.prune, once_per_cluster=True)]
+        reports = platform.reports
+        if reports is not None and reports.settings.enabled:
+            # every worker reports its own routes and memory; no jitter, so windows keep their length
+            every = reports.settings.every_seconds
+            core.append(Periodic(name="core.reports", every=every, jitter=0.0, run=reports.run, record_success=False))
+        return cls([*jobs, *core], lifecycle=platform.lifecycle, leases=leases_for(platform), run_log=run_log)
 
     # -- start and stop ---------------------------------------------------------------------------------------
 
