@@ -17,7 +17,11 @@ from bastion.settings import Settings
 def _test_only_tables() -> set[str]:
     """Tables of modules built only in the tests (``tests/modules/notes``): the shared metadata holds them once
     such a test has run in this session, but no listed module migrates them."""
-    return {m.local_table.name for m in Base.registry.mappers if m.class_.__module__.startswith("tests.")}
+    return {
+        str(getattr(m.local_table, "name", ""))
+        for m in Base.registry.mappers
+        if m.class_.__module__.startswith("tests.")
+    }
 
 
 def _drift(connection: Any) -> list[Any]:
