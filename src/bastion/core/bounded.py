@@ -1,0 +1,101 @@
+"""A table with a hard cap by count that forgets only what may be forgotten.
+
+    table: BoundedTable[str, float] = BoundedTable(100_000, forgettable=lambda until, now: until <= now)
+    until = table.get(key)                      # a hit: the entry becomes the most recently seen
+    if not table.put(key, now + 60, now):       # False: full, and every entry tried still matters
+        ...                                     # refuse, or keep the state somewhere coarser
+
+Every per-client structure in a worker (rate-limit states, bans, caches) sits in one of these, so
+memory is bounded by count whatever the arrival rate of new clients. It is an ``OrderedDict`` in
+least-recently-seen order: a hit moves the entry to the end in O(1), and making room pops from the
+front in O(1), so no decision ever rebuilds or scans the table (a sweep of the whole dict every N
+calls costs tens of milliseconds at a million entries, on the request that pays for it).
+
+Making room: up to ``probe`` entries are taken from the front; one that is ``forgettable`` (its state
+is the same as having none, e.g. a rate-limit state whose quota is full again) is dropped and its
+slot reused; one that is not is put back at the end, like the CLOCK algorithm's second chance, so a
+long-lived entry does not block the cheap ones behind it. When none of them may go, ``put`` returns
+False and the caller decides (refuse, or aggregate): the table never forgets live state to make room.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Iterator
+from typing import Generic, TypeVar
+
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
+
+
+def _always(_value: object, _now: float) -> bool:
+    return True
+
+
+class BoundedTable(Generic[K, V]):
+    __slots__ = ("_data", "forgettable", "max_items", "probe")
+
+    def __init__(
+        self,
+        max_items: int,
+        *,
+        forgettable: Callable[[V, float], bool] = _always,
+        probe: int = 4,
+    ) -> None:
+        if max_items < 1:
+            raise ValueError("max_items must be at least 1")
+        self.max_items = max_items
+        self.forgettable = forgettable
+        self.probe = probe
+        self._data: OrderedDict[K, V] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._data
+
+    def __iter__(self) -> Iterator[K]:
+        return iter(self._data)
+
+    def get(self, key: K) -> V | None:
+        """The value, marking the entry as just seen."""
+        value = self._data.get(key)
+        if value is not None:
+            self._data.move_to_end(key)
+        return value
+
+    def peek(self, key: K) -> V | None:
+        """The value, leaving the order alone."""
+        return self._data.get(key)
+
+    def put(self, key: K, value: V, now: float) -> bool:
+        """Store ``value`` as the most recently seen; False (and nothing stored) when the table is full
+        and none of the entries tried may be forgotten."""
+        data = self._data
+        if key in data:
+            data[key] = value
+            data.move_to_end(key)
+            return True
+        if len(data) >= self.max_items and not self._make_room(now):
+            return False
+        data[key] = value
+        return True
+
+    def pop(self, key: K) -> V | None:
+        return self._data.pop(key, None)
+
+    def oldest(self) -> V | None:
+        """The least recently seen value (to tell a refused caller when room may appear)."""
+        for key in self._data:
+            return self._data[key]
+        return None
+
+    def _make_room(self, now: float) -> bool:
+        data = self._data
+        for _ in range(min(self.probe, len(data))):
+            key, value = data.popitem(last=False)
+            if self.forgettable(value, now):
+                return True
+            data[key] = value  # still matters: second chance at the end
+        return False
