@@ -130,10 +130,16 @@ async def test_unban_lifts_a_ban_held_in_the_tier():
 
 def test_net64_groups_ipv6_keys_only():
     """Only ``ip:`` keys holding an IPv6 address have a /64; the same /64 in any spelling is one group."""
-    assert net64("ip:2001:db8::1") == net64("ip:2001:0db8:0:0:ffff::2") == "ip6/64:20010db800000000"
+    assert net64("ip:2001:db8::1") == net64("ip:2001:0db8:0:0:ffff::2") == "ip6/64:2001:db8:0:0:"
+    assert net64("ip:2001:db8:0:0:ffff::2") == "ip6/64:2001:db8:0:0:"
     assert net64("ip:10.0.0.1") is None
     assert net64("user:abc:def") is None
     assert net64("ip:not:an:address") is None
+    assert net64("ip:2001:DB8::") == net64("ip:2001:db8:0:0:1:2:3:4") == net64("ip:2001:db8::1.2.3.4")
+    assert net64("ip:fe80::1%eth0") == "ip6/64:fe80:0:0:0:"
+    assert net64("ip:2001:db8:1:2::") == net64("ip:2001:DB8:1:2:0:0:0:9") == "ip6/64:2001:db8:1:2:"
+    for bad in ("ip:1::2::3", "ip:12345::1", "ip:1:2:3", "ip:1::2:3:4:5:6:7:8"):
+        assert net64(bad) is None, bad
 
 
 async def test_the_deny_cache_is_bounded_and_denials_it_drops_are_still_denied(redis_url):

@@ -16,6 +16,8 @@ is the same as having none, e.g. a rate-limit state whose quota is full again) i
 slot reused; one that is not is put back at the end, like the CLOCK algorithm's second chance, so a
 long-lived entry does not block the cheap ones behind it. When none of them may go, ``put`` returns
 False and the caller decides (refuse, or aggregate): the table never forgets live state to make room.
+Having found nothing, it does not probe again for ``recheck`` seconds (a full table under a flood would
+otherwise pay the probes on every refused insert); that only refuses more, never forgets more.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ def _always(_value: object, _now: float) -> bool:
 
 
 class BoundedTable(Generic[K, V]):
-    __slots__ = ("_data", "forgettable", "max_items", "probe")
+    __slots__ = ("_data", "_full_until", "forgettable", "max_items", "probe", "recheck")
 
     def __init__(
         self,
@@ -41,12 +43,15 @@ class BoundedTable(Generic[K, V]):
         *,
         forgettable: Callable[[V, float], bool] = _always,
         probe: int = 4,
+        recheck: float = 0.01,
     ) -> None:
         if max_items < 1:
             raise ValueError("max_items must be at least 1")
         self.max_items = max_items
         self.forgettable = forgettable
         self.probe = probe
+        self.recheck = recheck
+        self._full_until = float("-inf")
         self._data: OrderedDict[K, V] = OrderedDict()
 
     def __len__(self) -> int:
@@ -77,7 +82,7 @@ class BoundedTable(Generic[K, V]):
             data[key] = value
             data.move_to_end(key)
             return True
-        if len(data) >= self.max_items and not self._make_room(now):
+        if len(data) >= self.max_items and (now < self._full_until or not self._make_room(now)):
             return False
         data[key] = value
         return True
@@ -98,4 +103,5 @@ class BoundedTable(Generic[K, V]):
             if self.forgettable(value, now):
                 return True
             data[key] = value  # still matters: second chance at the end
+        self._full_until = now + self.recheck
         return False

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import ipaddress
 import math
+import re
 import time
 from collections.abc import Callable
 
@@ -55,15 +56,27 @@ def _over(until: float, now: float) -> bool:
     return until <= now
 
 
+_PREFIX64 = re.compile(r"(?:(?:0|[1-9a-f][0-9a-f]{0,3}):){4}")
+"""Four groups as RFC 5952 writes them (lower case, no leading zeros), each followed by a colon."""
+
+
 def net64(key: str) -> str | None:
-    """``ip6/64:<prefix>`` for a key ``ip:<IPv6 address>``; None for anything else."""
+    """``ip6/64:<the first four groups>:`` for a key ``ip:<IPv6 address>``; None for anything else.
+
+    The address as the edge writes it (RFC 5952, from the socket or ``ipaddress``) starts with its /64
+    spelled out whenever no ``::`` falls inside it: one regex match, a tenth of what ``ipaddress``
+    costs (3-5 µs, paid by every new client under pressure). Any other spelling goes to ``ipaddress``.
+    The address past the /64 is not checked: keys come from the edge, which holds a real address."""
     if not key.startswith("ip:") or ":" not in key[3:]:
         return None
+    found = _PREFIX64.match(key, 3)
+    if found is not None:
+        return "ip6/64:" + found.group()
     try:
-        address = ipaddress.IPv6Address(key[3:])
+        value = int(ipaddress.IPv6Address(key[3:])) >> 64
     except ValueError:
         return None
-    return f"ip6/64:{int(address) >> 64:016x}"
+    return "ip6/64:" + "".join(f"{value >> shift & 0xFFFF:x}:" for shift in (48, 32, 16, 0))
 
 
 class _TierTable:
