@@ -35,7 +35,7 @@ def _always(_value: object, _now: float) -> bool:
 
 
 class BoundedTable(Generic[K, V]):
-    __slots__ = ("_data", "_full_until", "forgettable", "max_items", "probe", "recheck")
+    __slots__ = ("_data", "_full_until", "forgettable", "max_items", "peek", "probe", "recheck")
 
     def __init__(
         self,
@@ -53,9 +53,14 @@ class BoundedTable(Generic[K, V]):
         self.recheck = recheck
         self._full_until = float("-inf")
         self._data: OrderedDict[K, V] = OrderedDict()
+        self.peek: Callable[[K], V | None] = self._data.get
+        """The value, leaving the order alone (the dict's own ``get``: no Python frame on a hot path)."""
 
     def __len__(self) -> int:
         return len(self._data)
+
+    def __bool__(self) -> bool:
+        return bool(self._data)
 
     def __contains__(self, key: object) -> bool:
         return key in self._data
@@ -69,10 +74,6 @@ class BoundedTable(Generic[K, V]):
         if value is not None:
             self._data.move_to_end(key)
         return value
-
-    def peek(self, key: K) -> V | None:
-        """The value, leaving the order alone."""
-        return self._data.get(key)
 
     def put(self, key: K, value: V, now: float) -> bool:
         """Store ``value`` as the most recently seen; False (and nothing stored) when the table is full
@@ -89,6 +90,19 @@ class BoundedTable(Generic[K, V]):
 
     def pop(self, key: K) -> V | None:
         return self._data.pop(key, None)
+
+    def clear(self) -> None:
+        self._data.clear()
+
+    def tidy(self, now: float) -> None:
+        """Look at the least recently seen entry: drop it if it may be forgotten, else move it to the end.
+        Called on each write by a table whose entries expire, it keeps dead entries from piling up to the
+        cap, one O(1) step at a time instead of a sweep of the whole table."""
+        data = self._data
+        if data:
+            key, value = data.popitem(last=False)
+            if not self.forgettable(value, now):
+                data[key] = value
 
     def oldest(self) -> V | None:
         """The least recently seen value (to tell a refused caller when room may appear)."""

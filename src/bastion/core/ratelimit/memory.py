@@ -174,7 +174,7 @@ class MemoryRateLimitBackend:
         state = table.states.get(key)
         if state is not None:
             return state
-        group = net64(key) if len(table.groups) else None
+        group = net64(key) if table.groups else None
         if group is not None:
             state = table.groups.get(group)
             if state is not None:  # this /64 is already counted as one: join it
@@ -189,7 +189,7 @@ class MemoryRateLimitBackend:
 
     def _ban_of(self, key: str, now: float) -> float:
         until = self._bans.peek(key)
-        if until is None and len(self._group_bans):
+        if until is None and self._group_bans:
             group = net64(key)
             until = self._group_bans.peek(group) if group else None
         return until if until is not None and until > now else 0.0
