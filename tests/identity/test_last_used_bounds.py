@@ -8,7 +8,7 @@ from bastion.identity.last_used import LastUsed
 
 def test_last_used_holds_at_most_max_pending_and_keeps_updating_those_held():
     """A flood of distinct credentials stops at the cap; a key already held still gets its newest time."""
-    last_used = LastUsed(db=None, max_pending=3)  # type: ignore[arg-type]  # flush is not called
+    last_used = LastUsed(db=None, max_pending=3)  # flush is not called: no database needed
     for n in range(100):
         last_used.touch(Principal("api_key", f"k{n}", user_id="u"), float(n))
         last_used.touch(Principal("user", f"u{n}"), float(n))
