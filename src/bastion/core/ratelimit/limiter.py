@@ -57,7 +57,7 @@ class Limiter:
         fallback: MemoryRateLimitBackend | None = None,
         breaker: CircuitBreaker | None = None,
         clock: Callable[[], float] = time.monotonic,
-        max_clients: int = 100_000,
+        max_clients: int = 50_000,
     ) -> None:
         self.clock = clock
         self.backend = backend

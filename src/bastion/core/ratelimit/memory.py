@@ -4,7 +4,7 @@ Atomic because each ``hit`` runs to completion on the event loop without awaitin
 per process, so with several workers it limits each worker separately (use Redis to share).
 
 Memory is bounded by count, whatever the arrival rate of new addresses: per tier at most
-``max_clients`` client states, plus at most ``max_clients // 4`` IPv6 /64 groups, and at most
+``max_clients`` client states (50,000 by default), plus at most ``max_clients // 4`` IPv6 /64 groups, and at most
 ``max_clients`` bans (``core.bounded.BoundedTable``, least recently seen first out, O(1) per decision).
 
 Eviction never loosens a limit. A client's state (GCRA time, abuse count, a ban kept in the tier) is
@@ -36,20 +36,20 @@ from bastion.core.ratelimit.base import Decision, Tier
 
 class _State:
     """One client in one tier: its GCRA time, its abuse window and count, and a ban kept here when the
-    ban table was full. ``until``: the moment the state becomes equivalent to absent."""
+    ban table was full. (About 100 bytes with its floats; the table's entry and the key as much again.)"""
 
-    __slots__ = ("ban_until", "count", "tat", "until", "window_end")
+    __slots__ = ("ban_until", "count", "tat", "window_end")
 
     def __init__(self) -> None:
         self.tat = 0.0
         self.window_end = 0.0
         self.count = 0
         self.ban_until = 0.0
-        self.until = 0.0
 
 
 def _gone(state: _State, now: float) -> bool:
-    return state.until <= now
+    """Equivalent to absent: the quota is full again, the abuse window over, no ban held here running."""
+    return state.tat <= now and state.window_end <= now and state.ban_until <= now
 
 
 def _over(until: float, now: float) -> bool:
@@ -88,7 +88,7 @@ class _TierTable:
 
 
 class MemoryRateLimitBackend:
-    def __init__(self, *, clock: Callable[[], float] = time.time, max_clients: int = 100_000) -> None:
+    def __init__(self, *, clock: Callable[[], float] = time.time, max_clients: int = 50_000) -> None:
         self.clock = clock
         self.max_clients = max_clients
         self._tables: dict[str, _TierTable] = {}
@@ -117,7 +117,6 @@ class MemoryRateLimitBackend:
         if tier.ban_threshold and state.count >= tier.ban_threshold:
             state.window_end, state.count = 0.0, 0
             self._ban(key, state, now + tier.ban_seconds, now)
-            self._touch(state)
             return Decision(False, tier.limit, 0, tier.ban_seconds, tier.ban_seconds, banned=True, newly_banned=True)
 
         interval = tier.window / tier.limit
@@ -128,10 +127,8 @@ class MemoryRateLimitBackend:
         # as the Redis backend does, or hits at one instant can get limit - 1 and remaining -1
         slack = min(0.0005, interval / 2)
         if allow_at - now > slack:
-            self._touch(state)
             return Decision(False, tier.limit, 0, tat - now, allow_at - now)
         state.tat = new_tat
-        self._touch(state)
         remaining = math.floor((tier.window - (new_tat - now) + slack) / interval)
         return Decision(True, tier.limit, remaining, new_tat - now)
 
@@ -144,7 +141,6 @@ class MemoryRateLimitBackend:
             for state in (table.states.peek(key), table.groups.peek(group) if group else None):
                 if state is not None:
                     state.ban_until = 0.0
-                    self._touch(state)
 
     async def reset(self, key: str, tier: Tier) -> None:
         table = self._tables.get(tier.name)
@@ -152,7 +148,6 @@ class MemoryRateLimitBackend:
         if state is not None:  # the quota and the abuse count go; a ban kept in the state stays
             state.tat = state.window_end = 0.0
             state.count = 0
-            self._touch(state)
 
     async def ping(self) -> None:
         return None
@@ -204,9 +199,6 @@ class MemoryRateLimitBackend:
     def _refusal(self, tier: Tier, now: float) -> Decision:
         table = self._tables[tier.name]
         oldest = table.states.oldest()
-        wait = max(1.0, (oldest.until - now) if oldest is not None else 1.0)
+        until = max(oldest.tat, oldest.window_end, oldest.ban_until) if oldest is not None else now
+        wait = max(1.0, until - now)
         return Decision(False, tier.limit, 0, wait, wait)
-
-    @staticmethod
-    def _touch(state: _State) -> None:
-        state.until = max(state.tat, state.window_end, state.ban_until)
