@@ -4,6 +4,7 @@
     python3 dev.py python bench/scale.py ratelimit-served --requests 1000000 --port 8160
     python3 dev.py python bench/scale.py secrets-purge [--rows 1000000] [--src OTHER/src --label before]
     python3 dev.py python bench/scale.py secrets-reveal --rows 0 1000000
+    python3 dev.py python bench/scale.py spark-kv-sqlite --rows 100 100000     (and spark-kv-postgres)
 
 ``ratelimit``: for each number of clients and each kind of address, a fresh process drives the limiter the
 admission stage calls (``Limiter.check`` over the in-process backend, the ``general`` tier at its default
@@ -220,7 +221,7 @@ def _worker(leader: int) -> int:
 
 
 def secrets_part(args: argparse.Namespace) -> None:
-    part = args.part.removeprefix("secrets-")
+    part = args.part.removeprefix("secrets-").removeprefix("spark-")
     rows = []
     for count in args.rows:
         out = subprocess.run(
@@ -230,17 +231,29 @@ def secrets_part(args: argparse.Namespace) -> None:
         ).stdout  # fmt: skip
         rows.append(json.loads(out.strip().splitlines()[-1]))
         print(json.dumps(rows[-1]), file=sys.stderr)
-    name = f"scale-secrets-{part}" + ("-" + args.label if args.label else "")
+    name = f"scale-{args.part}" + ("-" + args.label if args.label else "")
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"{name}.json").write_text(json.dumps(rows, indent=2))
     if part == "purge":
-        print("| rows | purge s | dropped | create p50 idle ms | create p99 idle | during purge: p50 | max | creates |")
-        print("|---|---|---|---|---|---|---|---|")
+        print(
+            "| rows | first purge s | next purge s | dropped | create p50 idle ms | create p99 idle | "
+            "during purges: p50 | max | creates |"
+        )
+        print("|---|---|---|---|---|---|---|---|---|")
         for r in rows:
             print(
-                f"| {r['rows']:,} | {r['purge_s']} | {r['dropped']:,} | {r['create_idle_p50_ms']} | "
+                f"| {r['rows']:,} | {r['purge_s']} | {r.get('next_purge_s', '-')} | {r['dropped']:,} | "
+                f"{r['create_idle_p50_ms']} | "
                 f"{r['create_idle_p99_ms']} | {r['create_during_p50_ms']} | {r['create_during_max_ms']} | "
                 f"{r['creates_during']} |"
+            )
+    elif part.startswith("kv-"):
+        print("| backend | keys in the app | get p50 ms | get p99 ms | list p50 ms | keys listed |")
+        print("|---|---|---|---|---|---|")
+        for r in rows:
+            print(
+                f"| {r['backend']} | {r['keys']:,} | {r['get_p50_ms']} | {r['get_p99_ms']} | {r['list_p50_ms']} "
+                f"| {r['listed']:,} |"
             )
     else:
         print("| other rows in the table | claims/s (16 concurrent) | p50 ms | p99 ms |")
@@ -259,7 +272,17 @@ def main() -> None:
         print(json.dumps(scale_secrets.run(sys.argv[2], int(sys.argv[3]))))
         return
     parser = argparse.ArgumentParser()
-    parser.add_argument("part", choices=["ratelimit", "ratelimit-served", "secrets-purge", "secrets-reveal"])
+    parser.add_argument(
+        "part",
+        choices=[
+            "ratelimit",
+            "ratelimit-served",
+            "secrets-purge",
+            "secrets-reveal",
+            "spark-kv-sqlite",
+            "spark-kv-postgres",
+        ],
+    )
     parser.add_argument("--rows", type=int, nargs="+", default=[1_000_000])
     parser.add_argument("--clients", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
     parser.add_argument("--kinds", nargs="+", choices=KINDS, default=list(KINDS))

@@ -1,14 +1,18 @@
-"""The secrets parts of bench/scale.py, on PostgreSQL with 10^6 rows (run through ``scale.py``).
+"""The data parts of bench/scale.py: secrets on PostgreSQL with 10^6 rows, Spark KV with 10^5 keys.
 
 ``purge``: a fresh database, migrated, filled by one ``INSERT … SELECT generate_series`` with ``--rows``
 secrets shaped like a busy week (90 % already viewed or burned: ciphertext gone, row kept for the audit
-trail; 9.5 % live; 0.5 % expired with their ciphertext, for the purge to drop), then four creators loop
-(``SqlBackend.create``, each its own client) while the purge job's ``purge`` runs once; reported: the
-purge's duration and the creates' latency during it and while idle (a create waits for the usage row
-the purge holds, so the worst create is the purge's hold of it).
+trail, half of them expired within the last week; 9.5 % live; 0.5 % expired with their ciphertext, for
+the purge to drop), then four creators loop (``SqlBackend.create``, each its own client) while the purge
+job's ``purge`` runs twice, a second apart (the first after a start, the next as every minute after);
+reported: each purge's duration and the creates' latency during it and while idle (a create waits for
+the usage row the purge holds, so the worst create is the purge's hold of it).
 
 ``reveal``: claim latency (``SqlBackend.claim``: the one-statement PostgreSQL claim) of 16 concurrent
 revealers over 2,000 live 100-view secrets, in an otherwise empty table and beside ``--rows`` others.
+
+``kv-sqlite``, ``kv-postgres``: one app holding ``--rows`` keys; ``KvService.get`` of random keys (300) and
+``KvService.keys`` (``GET /_spark/kv``, which lists at most ``MAX_KEYS_LISTED``, 10,000, in key order).
 """
 
 from __future__ import annotations
@@ -32,7 +36,9 @@ SELECT 'f' || lpad(n::text, 12, '0'),
        120, false, NULL,
        CASE WHEN n % 10 = 1 THEN 1 ELSE 0 END, 1,
        $1::bigint - 86400000,
-       CASE WHEN n % 200 = 0 THEN $1::bigint - 1000 - n ELSE $1::bigint + (n % 604800) * 1000 END,
+       CASE WHEN n % 200 = 0 THEN $1::bigint - 1000 - n
+            WHEN n % 2 = 0 THEN $1::bigint - (n % 600000) * 1000
+            ELSE $1::bigint + (n % 604800) * 1000 END,
        NULL, NULL, 'c:fill' || (n % 5000), '\\x00'::bytea
 FROM generate_series(1, $2::int) AS n
 """
@@ -121,11 +127,18 @@ async def purge(rows: int) -> dict[str, Any]:
         t0 = time.perf_counter()
         dropped = await backend.purge(int(time.time() * 1000), 7 * 86_400_000)
         took = time.perf_counter() - t0
+        sink = idle
+        await asyncio.sleep(1.0)
+        sink = during
+        t1 = time.perf_counter()
+        await backend.purge(int(time.time() * 1000), 7 * 86_400_000)
+        took_next = time.perf_counter() - t1
         stop.set()
         await asyncio.gather(*creators)
         return {
             "rows": rows,
             "purge_s": round(took, 3),
+            "next_purge_s": round(took_next, 3),
             "dropped": dropped,
             "create_idle_p50_ms": _ms(idle, 0.5),
             "create_idle_p99_ms": _ms(idle, 0.99),
@@ -176,5 +189,73 @@ async def reveal(rows: int, seconds: float = 5.0) -> dict[str, Any]:
 
 
 def run(part: str, rows: int) -> dict[str, Any]:
+    if part.startswith("kv-"):
+        return asyncio.run(kv(rows, part.removeprefix("kv-")))
     result: dict[str, Any] = asyncio.run(purge(rows) if part == "purge" else reveal(rows))
     return result
+
+
+async def kv(keys: int, backend: str, rounds: int = 300) -> dict[str, Any]:
+    """Spark KV in one app holding ``keys`` keys: ``KvService.get`` of random keys and ``KvService.keys``
+    (``GET /_spark/kv``: at most ``MAX_KEYS_LISTED`` keys, in key order)."""
+    import datetime as dt
+    import random
+    import tempfile
+    from pathlib import Path
+
+    from sqlalchemy import insert
+
+    from bastion import migrate
+    from bastion.core.db import Database
+    from bastion.settings import Settings
+    from bastion.spark.models import KvEntry
+    from bastion.spark.service import KvService, Namespace
+
+    name = f"bastion_scale_{uuid.uuid4().hex[:10]}"
+    data_dir = Path(tempfile.mkdtemp(prefix="bastion-scale-kv-"))
+    if backend == "postgres":
+        await _admin(f'CREATE DATABASE "{name}"')
+        url: str | None = POSTGRES.rsplit("/", 1)[0] + "/" + name
+    else:
+        url = None
+    settings = Settings(_env_file=None, database_url=url, data_dir=data_dir)  # type: ignore[call-arg]
+    await asyncio.to_thread(migrate.upgrade, settings)
+    db = Database.from_settings(settings)
+    try:
+        now = dt.datetime.now(dt.UTC)
+        names = [f"todo:{n:07d}" for n in range(keys)]
+        for first in range(0, keys, 5000):
+            rows = [
+                {"app": "default", "collection": "", "key": k, "value": '{"done":false}', "updated_at": now}
+                for k in names[first : first + 5000]
+            ]
+            async with db.begin() as conn:
+                await conn.execute(insert(KvEntry), rows)
+        if backend == "postgres":  # statistics as autovacuum would have them by now
+            async with db.driver_connection() as conn:
+                await conn.execute("ANALYZE spark_kv")
+        service = KvService(db, settings.spark)
+        space = Namespace("default")
+        gets: list[float] = []
+        for _ in range(rounds):
+            t0 = time.perf_counter()
+            await service.get(space, random.choice(names))
+            gets.append(time.perf_counter() - t0)
+        lists: list[float] = []
+        listed = 0
+        for _ in range(max(3, rounds // 30)):
+            t0 = time.perf_counter()
+            listed = len(await service.keys(space))
+            lists.append(time.perf_counter() - t0)
+        return {
+            "backend": backend,
+            "keys": keys,
+            "get_p50_ms": _ms(gets, 0.5),
+            "get_p99_ms": _ms(gets, 0.99),
+            "list_p50_ms": _ms(lists, 0.5),
+            "listed": listed,
+        }
+    finally:
+        await db.close()
+        if backend == "postgres":
+            await _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -18,9 +18,10 @@ being there, so its bytes are taken off exactly once, whoever drops it.
 
 from __future__ import annotations
 
-from typing import Any, cast
+from typing import cast
 
 from sqlalchemy import BigInteger, Table, bindparam, case, delete, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bastion.core.db import Database
 from bastion.secrets.models import SecretEventRow, SecretReleasedRow, SecretRow, SecretUsageRow
@@ -42,7 +43,7 @@ EXPIRE = (
     .where(
         _S.id.in_(
             select(_S.id)
-            .where(_S.expires_at_ms > _FROM, _S.expires_at_ms <= _NOW, _S.ciphertext.is_not(None))
+            .where(_S.expires_at_ms >= _FROM, _S.expires_at_ms <= _NOW, _S.ciphertext.is_not(None))
             .order_by(_S.expires_at_ms)
             .limit(BATCH)
             .scalar_subquery()
@@ -50,14 +51,19 @@ EXPIRE = (
         _S.ciphertext.is_not(None),
     )
     .values(ciphertext=None)
-    .returning(_S.size_bytes)
+    .returning(_S.size_bytes, _S.expires_at_ms)
 )
 TAKE_RELEASED = (
     delete(RELEASED)
     .where(RELEASED.c.id.in_(select(RELEASED.c.id).order_by(RELEASED.c.id).limit(BATCH).scalar_subquery()))
     .returning(RELEASED.c.size_bytes)
 )
-PAST_RETENTION = select(_S.id).where(_S.expires_at_ms <= bindparam("cutoff", type_=BigInteger))
+PAST_RETENTION = (
+    select(_S.id)
+    .where(_S.expires_at_ms <= bindparam("cutoff", type_=BigInteger))
+    .order_by(_S.expires_at_ms)
+    .limit(BATCH)
+)
 FORGET = (
     delete(SECRETS)
     .where(_S.id.in_(bindparam("ids", expanding=True)))
@@ -77,37 +83,35 @@ class Purge:
     async def __call__(self, now_ms: int, retention_ms: int) -> int:
         dropped = 0
         start = max(0, self.expired_upto - MARGIN_MS)
-        while True:
-            freed = await self._batch(EXPIRE, {"from": start, "now": now_ms})
-            dropped += freed[0]
-            if freed[0] < BATCH:
+        while True:  # each batch starts where the last one ended, so the walk passes each row once
+            async with self.db.begin() as conn:
+                rows = (await conn.execute(EXPIRE, {"from": start, "now": now_ms})).all()
+                await self._give_back(conn, sum(row[0] for row in rows))
+            dropped += len(rows)
+            if len(rows) < BATCH:
                 break
+            start = max(row[1] for row in rows)
         self.expired_upto = now_ms
-        while (await self._batch(TAKE_RELEASED, {}))[0] == BATCH:
-            pass
+        while True:
+            async with self.db.begin() as conn:
+                sizes = (await conn.scalars(TAKE_RELEASED)).all()
+                await self._give_back(conn, sum(sizes))
+            if len(sizes) < BATCH:
+                break
         cutoff = now_ms - retention_ms
         while True:
             async with self.db.begin() as conn:
-                ids = list(
-                    (
-                        await conn.scalars(PAST_RETENTION.order_by(_S.expires_at_ms).limit(BATCH), {"cutoff": cutoff})
-                    ).all()
-                )
+                ids = list((await conn.scalars(PAST_RETENTION, {"cutoff": cutoff})).all())
                 if not ids:
                     break
                 await conn.execute(FORGET_EVENTS, {"ids": ids})
-                freed_bytes = sum((await conn.scalars(FORGET, {"ids": ids})).all())
-                if freed_bytes:
-                    await conn.execute(GIVE_BACK, {"freed": freed_bytes})
+                await self._give_back(conn, sum((await conn.scalars(FORGET, {"ids": ids})).all()))
             if len(ids) < BATCH:
                 break
         return dropped
 
-    async def _batch(self, statement: Any, params: dict[str, Any]) -> tuple[int, int]:
-        """Run one dropping statement and give back the bytes it returns, in one transaction: (rows, bytes)."""
-        async with self.db.begin() as conn:
-            sizes = (await conn.scalars(statement, params)).all()
-            freed = sum(sizes)
-            if freed:
-                await conn.execute(GIVE_BACK, {"freed": freed})
-        return len(sizes), freed
+    @staticmethod
+    async def _give_back(conn: AsyncConnection, freed: int) -> None:
+        """Last in its transaction: the usage row is locked from here to the commit only."""
+        if freed:
+            await conn.execute(GIVE_BACK, {"freed": freed})
