@@ -236,13 +236,14 @@ def secrets_part(args: argparse.Namespace) -> None:
     (RESULTS / f"{name}.json").write_text(json.dumps(rows, indent=2))
     if part == "purge":
         print(
-            "| rows | first purge s | next purge s | dropped | create p50 idle ms | create p99 idle | "
-            "during purges: p50 | max | creates |"
+            "| rows | sum over the table ms | first purge s | next purge s | dropped | create p50 idle ms "
+            "| create p99 idle | during purges: p50 | max | creates |"
         )
-        print("|---|---|---|---|---|---|---|---|---|")
+        print("|---|---|---|---|---|---|---|---|---|---|")
         for r in rows:
             print(
-                f"| {r['rows']:,} | {r['purge_s']} | {r.get('next_purge_s', '-')} | {r['dropped']:,} | "
+                f"| {r['rows']:,} | {r.get('table_sum_ms', '-')} | {r['purge_s']} | {r.get('next_purge_s', '-')} "
+                f"| {r['dropped']:,} | "
                 f"{r['create_idle_p50_ms']} | "
                 f"{r['create_idle_p99_ms']} | {r['create_during_p50_ms']} | {r['create_during_max_ms']} | "
                 f"{r['creates_during']} |"

@@ -6,7 +6,8 @@ trail, half of them expired within the last week; 9.5 % live; 0.5 % expired with
 the purge to drop), then four creators loop (``SqlBackend.create``, each its own client) while the purge
 job's ``purge`` runs twice, a second apart (the first after a start, the next as every minute after);
 reported: each purge's duration and the creates' latency during it and while idle (a create waits for
-the usage row the purge holds, so the worst create is the purge's hold of it).
+the usage row the purge holds, so the worst create is the purge's hold of it), and the time of one sum
+over the table (best of three), which the purge before this change ran holding the usage row.
 
 ``reveal``: claim latency (``SqlBackend.claim``: the one-statement PostgreSQL claim) of 16 concurrent
 revealers over 2,000 live 100-view secrets, in an otherwise empty table and beside ``--rows`` others.
@@ -109,6 +110,12 @@ async def purge(rows: int) -> dict[str, Any]:
     name, db = await _database(rows)
     backend = SqlBackend(db)
     limits = Limits(max_total_bytes=1 << 40, max_live=1_000_000)
+    sums = []
+    async with db.driver_connection() as conn:  # what the purge before the change held the usage row for
+        for _ in range(3):
+            t0 = time.perf_counter()
+            await conn.fetchval("SELECT sum(size_bytes) FROM secrets_secret WHERE ciphertext IS NOT NULL")
+            sums.append(time.perf_counter() - t0)
     try:
         idle: list[float] = []
         during: list[float] = []
@@ -137,6 +144,7 @@ async def purge(rows: int) -> dict[str, Any]:
         await asyncio.gather(*creators)
         return {
             "rows": rows,
+            "table_sum_ms": round(min(sums) * 1000, 1),
             "purge_s": round(took, 3),
             "next_purge_s": round(took_next, 3),
             "dropped": dropped,
