@@ -15,9 +15,9 @@ batches of 10,000), the process's RSS, the states held
 and how many new clients were refused. Kinds of address: ``ipv4`` (all distinct), ``ipv6-64s`` (each in its
 own /64: nothing to group), ``ipv6-one-48`` (random addresses in 256 /64s of one /48: one subscriber).
 
-``ratelimit-served``: one ``bastion serve`` worker (production settings, ``general`` at 60/minute,
-127.0.0.1 trusted as a proxy) under wrk sending each request from a new ``X-Forwarded-For`` address;
-samples the worker's RSS and the served rate every 10 s.
+``ratelimit-served``: ``bastion serve`` with ``--workers`` workers (production settings, ``general`` at
+60/minute, 127.0.0.1 trusted as a proxy) under wrk sending each request from a new ``X-Forwarded-For``
+address; samples the largest worker's RSS, the served rate and the 429s every 10 s.
 
 ``secrets-purge`` and ``secrets-reveal``: see ``bench/scale_secrets.py``.
 
@@ -156,15 +156,19 @@ def served(args: argparse.Namespace) -> None:
     script = Path(data_dir) / "distinct.lua"
     script.write_text(WRK_SCRIPT)
     cmd = [sys.executable, "-m", "bastion", "serve", "--app", "bastion_hello:create", "--port", str(args.port)]
-    cmd += ["--workers", "1"]
+    cmd += ["--workers", str(args.workers)]
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)  # fmt: skip
     samples = []
     try:
         _wait(args.port)
         time.sleep(2)
-        worker = _worker(proc.pid)
-        samples.append({"requests": 0, "rss_mb": round(rss_mb(worker), 1), "rps": 0, "p99_ms": 0.0, "refused": 0})
+        workers = _workers(proc.pid)
+
+        def rss() -> float:  # the largest worker's
+            return round(max(rss_mb(pid) for pid in workers), 1)
+
+        samples.append({"requests": 0, "rss_mb": rss(), "rps": 0, "p99_ms": 0.0, "refused": 0})
         total = 0
         while total < args.requests:
             out = subprocess.run(
@@ -180,17 +184,19 @@ def served(args: argparse.Namespace) -> None:
             p99 = re.search(r"99%\s+([\d.]+)(us|ms|s)", out)
             scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}[p99.group(2)] if p99 else 0.0
             samples.append({
-                "requests": total, "rss_mb": round(rss_mb(worker), 1), "rps": round(done / 10), "refused": refused,
+                "requests": total, "rss_mb": rss(), "rps": round(done / 10), "refused": refused,
                 "p99_ms": round(float(p99.group(1)) * scale, 2) if p99 else 0.0,
             })  # fmt: skip
             print(json.dumps(samples[-1]), file=sys.stderr)
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=30)
-    name = "scale-ratelimit-served" + ("-" + args.label if args.label else "")
+    name = f"scale-ratelimit-served-{args.workers}w" + ("-" + args.label if args.label else "")
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"{name}.json").write_text(json.dumps(samples, indent=2))
-    print("| distinct addresses so far | worker RSS MB | req/s (last 10 s) | of which 429 | p99 ms |")
+    print(
+        f"| distinct addresses so far ({args.workers} worker(s)) | largest worker's RSS MB | req/s (last 10 s) | of which 429 | p99 ms |"
+    )
     print("|---|---|---|---|---|")
     for s in samples:
         print(f"| {s['requests']:,} | {s['rss_mb']} | {s['rps']:,} | {s['refused']:,} | {s['p99_ms']} |")
@@ -208,7 +214,8 @@ def _wait(port: int, timeout: float = 60) -> None:
             time.sleep(0.2)
 
 
-def _worker(leader: int) -> int:
+def _workers(leader: int) -> list[int]:
+    found = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit() and int(entry.name) != leader:
             try:
@@ -216,8 +223,8 @@ def _worker(leader: int) -> int:
             except OSError:
                 continue
             if int(stat[2]) == leader:  # same process group
-                return int(entry.name)
-    return leader
+                found.append(int(entry.name))
+    return found or [leader]
 
 
 def secrets_part(args: argparse.Namespace) -> None:
@@ -290,6 +297,7 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=5000.0)
     parser.add_argument("--requests", type=int, default=1_000_000)
     parser.add_argument("--port", type=int, default=8160)
+    parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--src", help="another source tree to measure (e.g. the code before a change)")
     parser.add_argument("--label", default="", help="suffix of the results file")
     args = parser.parse_args()
