@@ -195,7 +195,8 @@ def served(args: argparse.Namespace) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"{name}.json").write_text(json.dumps(samples, indent=2))
     print(
-        f"| distinct addresses so far ({args.workers} worker(s)) | largest worker's RSS MB | req/s (last 10 s) | of which 429 | p99 ms |"
+        f"| distinct addresses so far ({args.workers} worker(s)) | largest worker's RSS MB | req/s (last 10 s) "
+        "| of which 429 | p99 ms |"
     )
     print("|---|---|---|---|---|")
     for s in samples:
