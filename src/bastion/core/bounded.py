@@ -75,6 +75,11 @@ class BoundedTable(Generic[K, V]):
             self._data.move_to_end(key)
         return value
 
+    def full(self, now: float) -> bool:
+        """A ``put`` of a new key would be refused now without looking (full, and probed in vain within
+        ``recheck``): lets a caller skip building the value."""
+        return len(self._data) >= self.max_items and now < self._full_until
+
     def put(self, key: K, value: V, now: float) -> bool:
         """Store ``value`` as the most recently seen; False (and nothing stored) when the table is full
         and none of the entries tried may be forgotten."""

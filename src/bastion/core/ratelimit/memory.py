@@ -80,9 +80,10 @@ def net64(key: str) -> str | None:
 
 
 class _TierTable:
-    __slots__ = ("groups", "states")
+    __slots__ = ("groups", "retry_at", "states")
 
     def __init__(self, max_clients: int) -> None:
+        self.retry_at = 0.0
         self.states: BoundedTable[str, _State] = BoundedTable(max_clients, forgettable=_gone)
         self.groups: BoundedTable[str, _State] = BoundedTable(max(1, max_clients // 4), forgettable=_gone)
 
@@ -174,12 +175,15 @@ class MemoryRateLimitBackend:
             state = table.groups.get(group)
             if state is not None:  # this /64 is already counted as one: join it
                 return state
-        state = _State()
-        if table.states.put(key, state, now):
-            return state
+        if not table.states.full(now):
+            state = _State()
+            if table.states.put(key, state, now):
+                return state
         group = group or net64(key)
-        if group is not None and table.groups.put(group, state, now):
-            return state
+        if group is not None and not table.groups.full(now):
+            state = _State()
+            if table.groups.put(group, state, now):
+                return state
         return None
 
     def _ban_of(self, key: str, now: float) -> float:
@@ -198,7 +202,9 @@ class MemoryRateLimitBackend:
 
     def _refusal(self, tier: Tier, now: float) -> Decision:
         table = self._tables[tier.name]
-        oldest = table.states.oldest()
-        until = max(oldest.tat, oldest.window_end, oldest.ban_until) if oldest is not None else now
-        wait = max(1.0, until - now)
+        if now >= table.retry_at:  # when the oldest state may go, looked up once a second at most
+            oldest = table.states.oldest()
+            until = max(oldest.tat, oldest.window_end, oldest.ban_until) if oldest is not None else now
+            table.retry_at = max(now + 1.0, until)
+        wait = table.retry_at - now
         return Decision(False, tier.limit, 0, wait, wait)
