@@ -6,6 +6,7 @@ from __future__ import annotations
 import uuid
 
 import pytest
+from prometheus_client import REGISTRY
 
 from bastion.core.bounded import BoundedTable
 from bastion.core.ratelimit import Limiter, MemoryRateLimitBackend, Tier
@@ -49,9 +50,11 @@ async def test_a_new_ipv4_client_is_refused_while_every_state_still_limits():
     backend, clock = _backend(cap=4)
     for i in range(4):
         await backend.hit(f"ip:10.0.0.{i}", FAST)
+    before = REGISTRY.get_sample_value("bastion_ratelimit_table_full_total", {"tier": "fast"}) or 0
     refused = await backend.hit("ip:10.0.0.99", FAST)
     assert not refused.allowed and not refused.banned and refused.retry_after >= 1
     assert backend.refused == 1
+    assert REGISTRY.get_sample_value("bastion_ratelimit_table_full_total", {"tier": "fast"}) == before + 1
     clock.now += 1.01
     assert (await backend.hit("ip:10.0.0.99", FAST)).allowed
 

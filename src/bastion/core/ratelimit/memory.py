@@ -17,7 +17,8 @@ forget one; it gets coarser instead:
   share one state, which is tighter than one each, never looser; an address already tracked keeps
   its own state until that is equivalent to absent;
 * any other new client (IPv4, a principal) is refused until the oldest state runs out: a refusal is
-  a 429 with Retry-After, never a limit lifted;
+  a 429 with Retry-After, never a limit lifted (counted in ``bastion_ratelimit_table_full_total``: raise
+  ``ADMISSION__MEMORY_MAX_CLIENTS`` or move the limiter to Redis when it grows);
 * a new ban that finds the ban table full is kept in the banning tier's own state (which then stays
   until the ban ends) or, for IPv6, as a ban of the /64.
 """
@@ -30,6 +31,7 @@ import re
 import time
 from collections.abc import Callable
 
+from bastion.core import metrics
 from bastion.core.bounded import BoundedTable
 from bastion.core.ratelimit.base import Decision, Tier
 
@@ -107,6 +109,7 @@ class MemoryRateLimitBackend:
         state = self._state(key, tier, now)
         if state is None:  # full of live states and no coarser place: refuse, never forget
             self.refused += 1
+            metrics.ratelimit_table_full.labels(tier.name).inc()
             return self._refusal(tier, now)
         if state.ban_until > now:
             wait = state.ban_until - now
