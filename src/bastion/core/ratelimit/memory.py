@@ -82,9 +82,10 @@ def net64(key: str) -> str | None:
 
 
 class _TierTable:
-    __slots__ = ("groups", "retry_at", "states")
+    __slots__ = ("full_counter", "groups", "retry_at", "states")
 
-    def __init__(self, max_clients: int) -> None:
+    def __init__(self, tier: str, max_clients: int) -> None:
+        self.full_counter = metrics.ratelimit_table_full.labels(tier)
         self.retry_at = 0.0
         self.states: BoundedTable[str, _State] = BoundedTable(max_clients, forgettable=_gone)
         self.groups: BoundedTable[str, _State] = BoundedTable(max(1, max_clients // 4), forgettable=_gone)
@@ -109,7 +110,7 @@ class MemoryRateLimitBackend:
         state = self._state(key, tier, now)
         if state is None:  # full of live states and no coarser place: refuse, never forget
             self.refused += 1
-            metrics.ratelimit_table_full.labels(tier.name).inc()
+            self._tables[tier.name].full_counter.inc()
             return self._refusal(tier, now)
         if state.ban_until > now:
             wait = state.ban_until - now
@@ -169,7 +170,7 @@ class MemoryRateLimitBackend:
     def _state(self, key: str, tier: Tier, now: float) -> _State | None:
         table = self._tables.get(tier.name)
         if table is None:
-            table = self._tables[tier.name] = _TierTable(self.max_clients)
+            table = self._tables[tier.name] = _TierTable(tier.name, self.max_clients)
         state = table.states.get(key)
         if state is not None:
             return state
