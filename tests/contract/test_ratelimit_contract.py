@@ -53,7 +53,8 @@ async def backend(request: pytest.FixtureRequest) -> AsyncIterator[Backend]:
         async def advance(seconds: float) -> None:
             clock.now += seconds
 
-        yield Backend("memory", MemoryRateLimitBackend(clock=clock), advance)
+        # a small table, so the eviction-pressure tests below press on it
+        yield Backend("memory", MemoryRateLimitBackend(clock=clock, max_clients=16), advance)
         return
     client = connect(request.getfixturevalue("redis_url"), timeout=2.0)
     prefix = _prefix()
@@ -291,6 +292,41 @@ async def test_concurrent_floods_ban_exactly_once(backend):
     decisions = await asyncio.gather(*(backend.limiter.hit("c", BANNING) for _ in range(50)))
     assert sum(d.newly_banned for d in decisions) == 1
     assert sum(d.allowed for d in decisions) == 5
+
+
+# --- eviction pressure: a bounded table never loosens a limit ---------------------------------
+
+
+async def test_no_limit_is_loosened_by_a_flood_of_new_clients(backend):
+    """An exhausted client stays limited, and nobody gets more than the limit, while 200 new clients
+    (more than the in-process table holds) arrive between its attempts."""
+    await _burst(backend.limiter, "victim", SLOW, 5)
+    allowed: dict[str, int] = {}
+    for i in range(200):
+        for _ in range(2 if i % 10 == 0 else 1):
+            decision = await backend.limiter.hit(f"new{i}", SLOW)
+            allowed[f"new{i}"] = allowed.get(f"new{i}", 0) + decision.allowed
+        if i % 20 == 0:
+            assert not (await backend.limiter.hit("victim", SLOW)).allowed
+    assert max(allowed.values()) <= SLOW.limit
+    assert not (await backend.limiter.hit("victim", SLOW)).allowed
+
+
+async def test_no_ban_is_lifted_by_a_flood_of_new_clients(backend):
+    """A banned client stays banned while 200 new clients arrive."""
+    await _burst(backend.limiter, "villain", BANNING, 8)
+    for i in range(200):
+        await backend.limiter.hit(f"new{i}", BANNING)
+    assert (await backend.limiter.hit("villain", BANNING)).banned
+
+
+async def test_no_abuse_count_is_forgotten_under_pressure(backend):
+    """Attempts counted towards a ban still count after 200 new clients arrived: the next ones ban."""
+    await _burst(backend.limiter, "c", BANNING, 6)
+    for i in range(200):
+        await backend.limiter.hit(f"new{i}", BANNING)
+    *_, last = await _burst(backend.limiter, "c", BANNING, 2)
+    assert last.newly_banned
 
 
 # --- Redis across instances --------------------------------------------------------------------

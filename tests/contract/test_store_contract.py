@@ -462,6 +462,33 @@ async def test_memory_counters_alone_are_swept():
     assert len(store._data) <= 100
 
 
+async def test_memory_store_full_of_live_keys_refuses_a_new_key_and_forgets_none():
+    """At its cap with every key live, a new key is refused (StoreUnavailable) and every old one is still there."""
+    clock = FakeClock()
+    store = MemoryStore(clock=clock, max_keys=10)
+    for n in range(10):
+        await store.increment(f"lock:{n}", ttl=60)
+    with pytest.raises(StoreUnavailable, match="full"):
+        await store.set_if_absent("claim:new", b"1", ttl=60)
+    assert [await store.get(f"lock:{n}") for n in range(10)] == [b"1"] * 10
+    assert await store.increment("lock:3") == 2  # an existing key is still written
+    clock.advance(61)
+    assert await store.set_if_absent("claim:new", b"1", ttl=60)
+
+
+async def test_memory_store_stays_within_its_cap_under_a_million_one_off_keys():
+    """A million short-lived keys (one per client, as idempotency records and lockouts are) never hold
+    more than the cap, and nothing live is refused when expired keys can make room."""
+    clock = FakeClock()
+    store = MemoryStore(clock=clock, max_keys=1000)
+    for n in range(1_000_000):
+        await store.set(f"idem:{n}", b"x", ttl=0.05)
+        clock.advance(0.0001)
+        if n % 100_000 == 0:
+            assert len(store) <= 1000
+    assert len(store) <= 1000
+
+
 async def test_redis_increment_of_text_is_a_value_error_not_an_outage(redis_url):
     """Incrementing a non-integer is a programming error (ValueError), not StoreUnavailable."""
     client = connect(redis_url, timeout=2.0)

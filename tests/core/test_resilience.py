@@ -610,3 +610,18 @@ async def test_a_late_failure_does_not_extend_the_open_period():
     clock.now += 5
     await breaker.__aexit__(Upstream, Upstream(), None)
     assert breaker.opened_at == opened_at
+
+
+async def test_single_flight_shares_at_most_max_keys_calls_and_runs_the_rest_unshared():
+    """Past max_keys distinct keys in flight, a caller makes its own call: the table stays at the cap and
+    every caller still gets its result."""
+    flight: SingleFlight[object] = SingleFlight(max_keys=2)
+    calls = {key: Call(result=key) for key in "abc"}
+    tasks = [asyncio.ensure_future(flight.do(key, calls[key])) for key in "abc"]
+    await _until_waiting(3)
+    assert [flight.in_flight(key) for key in "abc"] == [True, True, False]
+    assert all(call.starts == 1 for call in calls.values())
+    for call in calls.values():
+        call.release.set()
+    assert await asyncio.gather(*tasks) == ["a", "b", "c"]
+    assert not any(flight.in_flight(key) for key in "abc")

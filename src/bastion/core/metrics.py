@@ -112,6 +112,11 @@ _STATUS_CLASS = {1: "1xx", 2: "2xx", 3: "3xx", 4: "4xx", 5: "5xx"}
 
 ratelimit_decisions = counter("ratelimit_decisions_total", "Admission decisions", ("tier", "decision"))
 bans_total = counter("ratelimit_bans_total", "Clients banned for abuse", ("tier",))
+ratelimit_table_full = counter(
+    "ratelimit_table_full_total",
+    "New clients refused by the in-process limiter because its table was full of live states",
+    ("tier",),
+)
 breaker_state = gauge(
     "circuit_breaker_state", "Circuit state: 0 closed, 1 half-open, 2 open", ("breaker",), mode="livemax"
 )

@@ -98,7 +98,8 @@ class Platform:
         redis_client: aioredis.Redis | None = None
         admission_client: aioredis.Redis | None = None
         store: Store
-        backend: RateLimitBackend = MemoryRateLimitBackend()
+        max_clients = settings.admission.memory_max_clients
+        backend: RateLimitBackend = MemoryRateLimitBackend(max_clients=max_clients)
         if settings.redis_url is not None:
             # imported here: a worker without Redis never loads redis-py
             from bastion.core.ratelimit.redis import RedisRateLimitBackend
@@ -120,7 +121,9 @@ class Platform:
             store = TracedStore(store, tracing, "redis" if redis_client is not None else "memory")
         if tiers is None:
             tiers = {name: (rate, False) for name, rate in settings.rate_limits.tiers().items()}
-        limiter = Limiter(backend, build_tiers(settings, tiers), deny_cache=settings.admission.deny_cache)
+        limiter = Limiter(
+            backend, build_tiers(settings, tiers), deny_cache=settings.admission.deny_cache, max_clients=max_clients
+        )
 
         reports = Reports(
             settings.reports, memory_warn_bytes=settings.memory_warn_mb * 1_048_576, rss=metrics.update_process_metrics

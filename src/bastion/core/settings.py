@@ -95,6 +95,10 @@ class AdmissionSettings(BaseModel):
     declares it (sign-in and secret creation fail closed)."""
     deny_cache: bool = True
     store_timeout_seconds: float = Field(0.25, gt=0)
+    memory_max_clients: int = Field(50_000, ge=1)
+    """The most clients one worker remembers per tier in memory (the in-process limiter, the fallback
+    while Redis is down, the deny cache; as many bans, plus a quarter more IPv6 /64 groups). At the cap
+    a client is forgotten only once forgetting it changes nothing; see ``core/ratelimit/memory.py``."""
 
 
 class CryptoSettings(BaseModel):

@@ -22,17 +22,26 @@ def _stamp(epoch: float) -> dt.datetime:
 
 
 class LastUsed:
-    def __init__(self, db: Database) -> None:
+    """``max_pending``: the most keys and the most users held between two flushes (per worker). Past it a
+    new one is not recorded until the next flush (the times are advisory: a missed one is written at the
+    credential's next use), so a flood of distinct credentials cannot grow the worker's memory."""
+
+    def __init__(self, db: Database, *, max_pending: int = 100_000) -> None:
         self.db = db
+        self.max_pending = max_pending
         self._keys: dict[str, float] = {}
         self._users: dict[str, float] = {}
 
     def touch(self, principal: Principal, now: float) -> None:
         """Record use (a dict write); written to the database by the next :meth:`flush`."""
         if principal.kind == "api_key":
-            self._keys[principal.id] = now
+            held = self._keys
         elif principal.kind == "user":
-            self._users[principal.id] = now
+            held = self._users
+        else:
+            return
+        if len(held) < self.max_pending or principal.id in held:
+            held[principal.id] = now
 
     async def flush(self) -> None:
         keys, self._keys = self._keys, {}

@@ -49,9 +49,20 @@ class SecretEventRow(Base):
 
 class SecretUsageRow(Base):
     """One row (id 1): the ciphertext bytes reserved by live secrets, for the total-bytes cap. Creates
-    add to it atomically; the purge job sets it back to the true sum."""
+    add to it atomically; the purge job takes off, in small batches, the bytes of ciphertexts it expired
+    and those in ``secrets_released``."""
 
     __tablename__ = "secrets_usage"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     bytes: Mapped[int] = mapped_column(BigInteger)
+
+
+class SecretReleasedRow(Base):
+    """Bytes given back by a ciphertext dropped on its last view or a burn, until the purge job takes them
+    off the usage row. An insert, not an update of that row: reveals never queue behind creates for it."""
+
+    __tablename__ = "secrets_released"
+
+    id: Mapped[int] = mapped_column(EventId, primary_key=True, autoincrement=True)
+    size_bytes: Mapped[int] = mapped_column(BigInteger)

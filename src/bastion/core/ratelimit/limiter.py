@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Literal, NamedTuple
 
 from bastion.core import metrics
+from bastion.core.bounded import BoundedTable
 from bastion.core.errors import CircuitOpen
 from bastion.core.logging import get_logger
 from bastion.core.ratelimit.base import Decision, RateLimitBackend, StoreUnavailable, Tier
@@ -42,6 +43,10 @@ class _Denial:
         self.skipped = 0
 
 
+def _denial_over(denial: _Denial, now: float) -> bool:
+    return denial.until <= now
+
+
 class Limiter:
     def __init__(
         self,
@@ -52,20 +57,23 @@ class Limiter:
         fallback: MemoryRateLimitBackend | None = None,
         breaker: CircuitBreaker | None = None,
         clock: Callable[[], float] = time.monotonic,
+        max_clients: int = 50_000,
     ) -> None:
         self.clock = clock
         self.backend = backend
         self.tiers = tiers
         self.shared = not isinstance(backend, MemoryRateLimitBackend)
         self.deny_cache = deny_cache and self.shared
-        self.fallback = fallback or MemoryRateLimitBackend()
+        self.fallback = fallback or MemoryRateLimitBackend(max_clients=max_clients)
         self.breaker = breaker or CircuitBreaker(
             "ratelimit-store",
             failure_threshold=3,
             reset_timeout=2.0,
             is_failure=lambda exc: isinstance(exc, StoreUnavailable),
         )
-        self._denials: dict[tuple[str, str], _Denial] = {}
+        # Denials are a cache of what the store decided: when the table is full of running denials a new
+        # one is simply not cached (the store still decides the next request), so nothing is loosened.
+        self._denials: BoundedTable[tuple[str, str], _Denial] = BoundedTable(max_clients, forgettable=_denial_over)
         self._counters = {
             (name, outcome): metrics.ratelimit_decisions.labels(name, outcome)
             for name in tiers
@@ -94,7 +102,7 @@ class Limiter:
                     )
                 # attempts absorbed while denied still count towards a ban; those while banned do not
                 extra = 0 if denial.banned else denial.skipped
-                del self._denials[slot]
+                self._denials.pop(slot)
 
         try:
             self.breaker.before_call()
@@ -112,9 +120,7 @@ class Limiter:
         self.breaker.record_success()
         self._observe(tier, key, decision)
         if not decision.allowed and self.deny_cache and decision.retry_after > 0:
-            if len(self._denials) > 100_000:
-                self._denials.clear()
-            self._denials[(tier_name, key)] = _Denial(now + decision.retry_after, decision.banned)
+            self._denials.put((tier_name, key), _Denial(now + decision.retry_after, decision.banned), now)
         return Verdict(tier, decision, "store")
 
     def _observe(self, tier: Tier, key: str, decision: Decision) -> None:

@@ -7,6 +7,9 @@ The first caller for a key starts the call as a task; callers arriving while it 
 result (or exception). A caller that is cancelled (its client went away) does not cancel the call
 for the others; the call is cancelled only when every caller has left. Only in-process: it saves
 duplicate work, it is not a lock.
+
+At most ``max_keys`` calls are shared at once (a flood of distinct keys must not grow the table without
+bound); past that a caller simply makes its own call, which is what it would do without single-flight.
 """
 
 from __future__ import annotations
@@ -20,7 +23,8 @@ T = TypeVar("T")
 
 
 class SingleFlight(Generic[T]):
-    def __init__(self) -> None:
+    def __init__(self, *, max_keys: int = 10_000) -> None:
+        self.max_keys = max_keys
         self._calls: dict[Hashable, tuple[asyncio.Task[T], list[int]]] = {}
 
     def in_flight(self, key: Hashable) -> bool:
@@ -28,6 +32,8 @@ class SingleFlight(Generic[T]):
 
     async def do(self, key: Hashable, fn: Callable[[], Awaitable[T]]) -> T:
         entry = self._calls.get(key)
+        if entry is None and len(self._calls) >= self.max_keys:
+            return await fn()
         if entry is None:
             task: asyncio.Task[T] = asyncio.ensure_future(fn())
             entry = (task, [0])

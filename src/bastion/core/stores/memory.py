@@ -1,9 +1,25 @@
-"""In-process store: the embedded default. Per process; use Redis to share across workers."""
+"""In-process store: the embedded default. Per process; use Redis to share across workers.
+
+Bounded by count (``max_keys``, in a ``core.bounded.BoundedTable``): each write drops at most one expired
+key it comes across, so no call ever sweeps the whole store. A key that has not expired is never dropped
+to make room: a write of a new key into a store full of live ones raises :class:`StoreUnavailable`, and
+the caller applies its policy for a store it cannot use (idempotency and passphrase lockouts refuse with
+503), which is never a lockout or a claim forgotten.
+"""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
+
+from bastion.core.bounded import BoundedTable
+from bastion.core.stores.base import StoreUnavailable
+
+_Item = tuple[bytes, float | None]
+
+
+def _expired(item: _Item, now: float) -> bool:
+    return item[1] is not None and item[1] <= now
 
 
 class MemoryStore:
@@ -11,41 +27,35 @@ class MemoryStore:
         self,
         *,
         clock: Callable[[], float] = time.monotonic,
-        max_keys: int = 1_000_000,
+        max_keys: int = 100_000,
         prefix: str = "",
-        _data: dict[str, tuple[bytes, float | None]] | None = None,
+        _data: BoundedTable[str, _Item] | None = None,
     ) -> None:
         self.clock = clock
         self.max_keys = max_keys
         self.prefix = prefix
         self._owner = _data is None
-        self._data: dict[str, tuple[bytes, float | None]] = {} if _data is None else _data
-        self._ops = 0
+        self._data: BoundedTable[str, _Item] = BoundedTable(max_keys, forgettable=_expired) if _data is None else _data
 
     def namespaced(self, prefix: str) -> MemoryStore:
         return MemoryStore(clock=self.clock, max_keys=self.max_keys, prefix=self.prefix + prefix, _data=self._data)
 
-    def _live(self, key: str) -> tuple[bytes, float | None] | None:
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def _live(self, key: str) -> _Item | None:
         key = self.prefix + key
-        item = self._data.get(key)
+        item = self._data.peek(key)
         if item is not None and item[1] is not None and item[1] <= self.clock():
-            del self._data[key]
+            self._data.pop(key)
             return None
         return item
 
     def _put(self, key: str, value: bytes, ttl: float | None) -> None:
-        self._ops += 1
-        if self._ops % 10_000 == 0 or len(self._data) >= self.max_keys:
-            self.sweep()
-        self._data[self.prefix + key] = (bytes(value), None if ttl is None else self.clock() + ttl)
-
-    def sweep(self) -> int:
-        """Drop expired keys; returns how many."""
         now = self.clock()
-        dead = [k for k, (_, exp) in self._data.items() if exp is not None and exp <= now]
-        for key in dead:
-            del self._data[key]
-        return len(dead)
+        self._data.tidy(now)
+        if not self._data.put(self.prefix + key, (bytes(value), None if ttl is None else now + ttl), now):
+            raise StoreUnavailable(f"the in-process store is full ({self.max_keys} live keys)")
 
     async def get(self, key: str) -> bytes | None:
         item = self._live(key)
@@ -67,13 +77,13 @@ class MemoryStore:
         return True
 
     async def delete(self, key: str) -> bool:
-        return self._live(key) is not None and self._data.pop(self.prefix + key, None) is not None
+        return self._live(key) is not None and self._data.pop(self.prefix + key) is not None
 
     async def get_and_delete(self, key: str) -> bytes | None:
         item = self._live(key)
         if item is None:
             return None
-        del self._data[self.prefix + key]
+        self._data.pop(self.prefix + key)
         return item[0]
 
     async def increment(self, key: str, amount: int = 1, ttl: float | None = None) -> int:
@@ -83,7 +93,7 @@ class MemoryStore:
             self._put(key, str(value).encode(), ttl)
         else:
             value = int(item[0]) + amount
-            self._data[self.prefix + key] = (str(value).encode(), item[1])
+            self._data.put(self.prefix + key, (str(value).encode(), item[1]), self.clock())  # present: never full
         return value
 
     async def ttl(self, key: str) -> float | None:

@@ -11,21 +11,23 @@ A create counts its client's live secrets, inserts, and reserves its bytes on th
 creates queue on that row only until they commit, not for the whole transaction. Both caps hold exactly:
 the byte reservation is a conditional increment under the row lock, and creates of one client are serialised
 before they count, on PostgreSQL by a transaction-scoped advisory lock on the client's quota key (creates of
-different clients do not wait for each other), on SQLite by its single writer. Bytes are given back when the
-purge job recomputes the true sum (every ``purge_interval_seconds``), so the byte cap errs on the safe side
-between purges.
+different clients do not wait for each other), on SQLite by its single writer. A ciphertext dropped on its last
+view or by a burn writes its size to ``secrets_released``; the purge job (``sql_purge.py``) takes those bytes,
+and those of expired ciphertexts, off the usage row in small batches (every ``purge_interval_seconds``), so
+the byte cap errs on the safe side between purges and the usage row never needs a sum over the table.
 """
 
 from __future__ import annotations
 
 from typing import Any, cast
 
-from sqlalchemy import BigInteger, String, Table, bindparam, delete, func, insert, select, update
+from sqlalchemy import BigInteger, String, Table, bindparam, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql import Executable
 
 from bastion.core.db import Database
 from bastion.secrets.backends.base import Claim, Event, Limits, LiveSecret, NewSecret, Receipt, Refusal
+from bastion.secrets.backends.sql_purge import RELEASED, Purge
 from bastion.secrets.errors import LiveLimitReached, StorageFull
 from bastion.secrets.models import SecretEventRow, SecretRow, SecretUsageRow
 
@@ -64,10 +66,11 @@ COUNT_LIVE = select(func.count()).select_from(
 )
 INSERT_SECRET = insert(SECRETS)
 INSERT_EVENT = insert(EVENTS)
+INSERT_RELEASED = insert(RELEASED)
 METADATA = select(*_META).where(*_LIVE)
 PROTECTED = select(_S.passphrase_hash.is_not(None)).where(*_LIVE)
 DROP_CIPHERTEXT = update(SECRETS).where(_S.id == _ID).values(ciphertext=None)
-BURN = update(SECRETS).where(*_LIVE).values(ciphertext=None, burned_at_ms=_NOW).returning(_S.id)
+BURN = update(SECRETS).where(*_LIVE).values(ciphertext=None, burned_at_ms=_NOW).returning(_S.size_bytes)
 
 
 def _claim(*, passphrase_checked: bool) -> Executable:
@@ -77,7 +80,7 @@ def _claim(*, passphrase_checked: bool) -> Executable:
         update(SECRETS)
         .where(*condition)
         .values(views_remaining=_S.views_remaining - 1)
-        .returning(_S.id, _S.ciphertext, _S.views_remaining, _S.client_encrypted)
+        .returning(_S.id, _S.ciphertext, _S.views_remaining, _S.client_encrypted, _S.size_bytes)
     )
 
 
@@ -86,7 +89,8 @@ def _claim(*, passphrase_checked: bool) -> Executable:
 # 0.35 ms of CPU per claim over asyncpg's own, measured, about a fifth of a whole reveal request):
 # ``prior`` locks the row and, having waited for any concurrent claim, re-reads its
 # latest version, so it returns the ciphertext as it was before this claim; ``claimed`` decrements and,
-# on the last view, nulls the ciphertext; ``logged`` writes the "viewed" event. A concurrent claim that
+# on the last view, nulls the ciphertext, and ``released`` records its bytes for the purge to give back;
+# ``logged`` writes the "viewed" event. A concurrent claim that
 # loses the race finds views_remaining = 0 (or the ciphertext gone) on re-reading, and returns no row.
 _PG_CLAIM = """
 WITH prior AS (
@@ -98,7 +102,9 @@ claimed AS (
   SET views_remaining = s.views_remaining - 1,
       ciphertext = CASE WHEN s.views_remaining = 1 THEN NULL ELSE s.ciphertext END
   FROM prior WHERE s.id = prior.id AND s.views_remaining > 0
-  RETURNING s.id, prior.ciphertext, s.views_remaining, s.client_encrypted),
+  RETURNING s.id, prior.ciphertext, s.views_remaining, s.client_encrypted, s.size_bytes),
+released AS (
+  INSERT INTO secrets_released (size_bytes) SELECT size_bytes FROM claimed WHERE views_remaining = 0),
 logged AS (
   INSERT INTO secrets_event (secret_id, kind, at_ms, client)
   SELECT id, 'viewed', :now, :client FROM claimed)
@@ -171,6 +177,7 @@ class SqlBackend:
         self._pg_claims = {checked: _pg_claim(passphrase_checked=checked) for checked in (False, True)}
         # a refusal's follow-up read needs no transaction either
         self._autocommit = db.engine.execution_options(isolation_level="AUTOCOMMIT")
+        self._purge = Purge(db)
 
     async def create(self, secret: NewSecret, limits: Limits) -> None:
         size = len(secret.ciphertext)
@@ -269,6 +276,7 @@ class SqlBackend:
                     return await _refusal(conn, params, passphrase_checked)
                 if row.views_remaining == 0:
                     await conn.execute(DROP_CIPHERTEXT, params)
+                    await conn.execute(INSERT_RELEASED, {"size_bytes": row.size_bytes})
                 await conn.execute(
                     INSERT_EVENT, {"secret_id": secret_id, "kind": "viewed", "at_ms": now_ms, "client": client}
                 )
@@ -283,8 +291,10 @@ class SqlBackend:
 
     async def burn(self, secret_id: str, now_ms: int, *, client: str | None) -> bool:
         async with self.db.begin() as conn:
-            if (await conn.execute(BURN, {"secret_id": secret_id, "now": now_ms})).first() is None:
+            burned = (await conn.execute(BURN, {"secret_id": secret_id, "now": now_ms})).first()
+            if burned is None:
                 return False
+            await conn.execute(INSERT_RELEASED, {"size_bytes": burned.size_bytes})
             await conn.execute(
                 INSERT_EVENT, {"secret_id": secret_id, "kind": "burned", "at_ms": now_ms, "client": client}
             )
@@ -345,29 +355,7 @@ class SqlBackend:
         return [_meta(row) for row in rows]
 
     async def purge(self, now_ms: int, retention_ms: int) -> int:
-        async with self.db.begin() as conn:
-            dropped = (
-                await conn.execute(
-                    update(SECRETS)
-                    .where(_S.expires_at_ms <= now_ms, _S.ciphertext.is_not(None))
-                    .values(ciphertext=None)
-                )
-            ).rowcount
-        cutoff = now_ms - retention_ms
-        async with self.db.begin() as conn:
-            await conn.execute(
-                delete(EVENTS).where(EVENTS.c.secret_id.in_(select(_S.id).where(_S.expires_at_ms <= cutoff)))
-            )
-            await conn.execute(delete(SECRETS).where(_S.expires_at_ms <= cutoff))
-        async with self.db.begin() as conn:
-            # Lock the usage row first (a no-op write), so that the sum read next sees every create that
-            # reserved bytes before us and none can slip in between the sum and the write.
-            await conn.execute(update(USAGE).where(USAGE.c.id == 1).values(bytes=USAGE.c.bytes))
-            total = await conn.scalar(
-                select(func.coalesce(func.sum(_S.size_bytes), 0)).where(_S.ciphertext.is_not(None))
-            )
-            await conn.execute(update(USAGE).where(USAGE.c.id == 1).values(bytes=int(total or 0)))
-        return int(dropped or 0)
+        return await self._purge(now_ms, retention_ms)
 
     async def stored_bytes(self) -> int:
         async with self.db.engine.connect() as conn:
