@@ -10,6 +10,7 @@ from __future__ import annotations
 from bastion.ai.settings import AiSettings
 from bastion.core.settings import CoreSettings
 from bastion.identity.settings import IdentitySettings
+from bastion.messaging.settings import MessagingSettings
 from bastion.secrets.settings import SecretsSettings
 from bastion.spark.settings import SparkSettings
 from bastion.web.settings import WebSettings
@@ -23,3 +24,4 @@ class Settings(CoreSettings):
     ai: AiSettings = AiSettings()
     spark: SparkSettings = SparkSettings()
     web: WebSettings = WebSettings()
+    messaging: MessagingSettings = MessagingSettings()

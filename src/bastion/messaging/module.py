@@ -1,0 +1,102 @@
+"""The messaging module's descriptor: the API, the delivery pipeline (the embedded dispatcher, or RabbitMQ
+when ``BASTION_AMQP_URL`` is set), its jobs and its checks; :class:`Messaging` for other modules."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from bastion.core.module import Module, ModuleContext, ModuleParts, Quota
+from bastion.messaging.settings import MessagingSettings
+
+if TYPE_CHECKING:
+    from bastion.core.platform import Platform
+    from bastion.core.stores.base import Store
+    from bastion.messaging.delivery import Delivery
+    from bastion.settings import Settings
+
+
+def make_delivery(platform: Platform, config: MessagingSettings, store: Store) -> Delivery:
+    """The delivery of one message (API client, shared limits), as the dispatcher and the consumers use it."""
+    from bastion.messaging.delivery import Delivery
+    from bastion.messaging.limits import Limits
+    from bastion.messaging.whatsapp import WhatsAppClient
+
+    limits = Limits(
+        store,
+        number_id=config.whatsapp.phone_number_id,
+        per_second=config.throughput_per_second,
+        pair_interval=config.pair_interval_seconds,
+    )
+    return Delivery(platform.db, WhatsAppClient(platform.http, config.whatsapp), limits, config)
+
+
+def build(ctx: ModuleContext[Settings]) -> ModuleParts:
+    from litestar.di import Provide
+
+    from bastion.core.edge.asgi import RoutePolicy
+    from bastion.core.edge.routes import RouteGroup
+    from bastion.core.jobs.spec import Job, Periodic
+    from bastion.messaging.contacts import Directory
+    from bastion.messaging.jobs import MessagingJobs
+    from bastion.messaging.router import route_handlers
+    from bastion.messaging.service import Messaging
+
+    platform, config = ctx.platform, ctx.settings.messaging
+    service = Messaging(platform.db, config)
+    directory = Directory(platform.db, config)
+    jobs = MessagingJobs(platform.db, config)
+    declared: list[Job] = [
+        Periodic(name="messaging.redrive", every=30.0, run=jobs.redrive, once_per_cluster=True, record_success=False),
+        Periodic(name="messaging.purge", every=3600.0, run=jobs.purge, once_per_cluster=True),
+    ]
+    on_startup: list[object] = []
+    on_close: list[tuple[str, object]] = []
+    if platform.broker is None:
+        from bastion.messaging.dispatcher import Dispatcher
+
+        dispatcher = Dispatcher(platform.db, make_delivery(platform, config, ctx.store), config)
+        service.on_accept = dispatcher.wake
+        on_startup.append(dispatcher.start)
+        on_close.append(("messaging-dispatcher", dispatcher.close))
+
+    send_body = 64 * 1024 + config.max_batch * 2048
+    return ModuleParts(
+        route_handlers=route_handlers,
+        route_groups=[
+            RouteGroup(
+                "/api/messages",
+                RoutePolicy(tier="messaging_send", max_body_bytes=96 * 1024),
+                methods={"POST"},
+                exact=True,
+            ),
+            RouteGroup(
+                "/api/messages/batch", RoutePolicy(tier="messaging_send", max_body_bytes=send_body), methods={"POST"}
+            ),
+            RouteGroup("/api/messages", RoutePolicy(tier="general"), methods={"GET"}),
+            RouteGroup("/api/messaging", RoutePolicy(tier="general", max_body_bytes=16 * 1024)),
+        ],
+        dependencies={
+            "messaging": Provide(lambda: service, use_cache=True, sync_to_thread=False),
+            "messaging_directory": Provide(lambda: directory, use_cache=True, sync_to_thread=False),
+        },
+        provides=[service],
+        jobs=declared,
+        on_startup=on_startup,  # type: ignore[arg-type]
+        on_close=on_close,  # type: ignore[arg-type]
+    )
+
+
+def _problems(settings: Settings) -> list[object]:
+    return list(settings.messaging.problems(settings.is_production))
+
+
+MODULE: Module[Settings] = Module(
+    name="messaging",
+    settings=MessagingSettings,
+    models="bastion.messaging.models",
+    migrations=Path(__file__).parent / "migrations",
+    tiers=[Quota("messaging_send", "600/minute")],
+    problems=_problems,  # type: ignore[arg-type]
+    build=build,
+)

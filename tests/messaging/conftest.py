@@ -1,0 +1,55 @@
+"""Fixtures for the messaging tests: apps on SQLite or PostgreSQL with a test principal resolver
+(``Bearer user-<id>``, ``Bearer admin-<id>``), templates and inbound messages set up through the service."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from bastion.app import Bastion, create_app
+from bastion.core.module import Module, ModuleParts
+from bastion.core.principal import Principal
+from bastion.messaging.service import Messaging
+from bastion.settings import Settings
+
+OPEN_LIMITS = {"messaging_send": "100000/minute", "general": "100000/minute"}
+ALICE = {"Authorization": "Bearer user-alice"}
+BOB = {"Authorization": "Bearer user-bob"}
+ADMIN = {"Authorization": "Bearer admin-root"}
+
+
+class Resolver:
+    async def __call__(self, scope: Any, ctx: Any) -> Principal | None:
+        header = (ctx.authorization or b"").decode()
+        for prefix, roles in (("Bearer user-", {"user"}), ("Bearer admin-", {"user", "admin"})):
+            if header.startswith(prefix):
+                return Principal(kind="user", id=header.removeprefix(prefix), roles=frozenset(roles))
+        return None
+
+
+principals: Module[Any] = Module(name="test-principals", build=lambda _ctx: ModuleParts(principal_resolver=Resolver()))
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def database(request: pytest.FixtureRequest) -> dict[str, Any]:
+    if request.param == "postgres":
+        return {"database_url": request.getfixturevalue("postgres_url"), "auto_migrate": True}
+    return {}
+
+
+@pytest.fixture
+def make_messaging_app(make_settings: Callable[..., Settings], database: dict[str, Any]) -> Callable[..., Bastion]:
+    def build(**overrides: Any) -> Bastion:
+        messaging = {"pair_interval_seconds": 0, **overrides.pop("messaging", {})}
+        settings = make_settings(rate_limits=OPEN_LIMITS, messaging=messaging, **{**database, **overrides})
+        return create_app(settings, extra_modules=(principals,))
+
+    return build
+
+
+def service_of(app: Bastion) -> Messaging:
+    provider = app.litestar.dependencies["messaging"]
+    service: Messaging = provider.dependency()  # type: ignore[union-attr]
+    return service
