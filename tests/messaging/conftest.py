@@ -53,3 +53,32 @@ def service_of(app: Bastion) -> Messaging:
     provider = app.litestar.dependencies["messaging"]
     service: Messaging = provider.dependency()  # type: ignore[union-attr]
     return service
+
+
+@pytest.fixture
+async def fake() -> Any:
+    from tests.messaging.fake_whatsapp import FakeWhatsApp
+
+    server = FakeWhatsApp()
+    await server.start()
+    yield server
+    await server.stop()
+
+
+FAST = {"retry_delays_seconds": [0.05], "poll_seconds": 0.05, "lease_seconds": 5}
+"""Retries and polls fast enough for tests."""
+
+
+async def open_window(app: Bastion, phone: str) -> None:
+    """Record an inbound message from ``phone`` now (its 24-hour window opens)."""
+    import sqlalchemy as sa
+
+    from bastion.messaging.models import InboundRow
+
+    service = service_of(app)
+    async with service.db.begin() as conn:
+        await conn.execute(
+            sa.insert(InboundRow).values(
+                wamid=f"wamid.in{phone}", from_phone=phone, kind="text", text="hi", at_ms=int(service.clock() * 1000)
+            )
+        )

@@ -80,14 +80,7 @@ class Delivery:
 
     async def deliver(self, message_id: str) -> Outcome:
         now = self._now_ms()
-        async with self.db.engine.connect() as conn:
-            row = (
-                await conn.execute(
-                    sa.select(
-                        MessageRow.status_rank, MessageRow.wamid, MessageRow.to_phone, MessageRow.lease_until_ms
-                    ).where(MessageRow.id == message_id)
-                )
-            ).first()
+        row = await self._peek(message_id)
         if row is None or row.wamid is not None or row.status_rank >= ledger.SENT_RANK:
             return DONE  # unknown (purged), or already sent or failed: a redelivery, nothing to do
         if row.lease_until_ms is not None and row.lease_until_ms >= now:
@@ -98,9 +91,23 @@ class Delivery:
             return Outcome("retry", wait)
         async with self.db.begin() as conn:
             claimed = await ledger.claim(conn, message_id, now, int(self.settings.lease_seconds * 1000))
-        if claimed is None:
-            return DONE
+        if claimed is None:  # another worker claimed it since we looked
+            return await self._after_lost_race(message_id)
         return await self._attempt(claimed)
+
+    async def _peek(self, message_id: str) -> sa.Row[int, str | None, str, int | None] | None:
+        async with self.db.engine.connect() as conn:
+            query = sa.select(
+                MessageRow.status_rank, MessageRow.wamid, MessageRow.to_phone, MessageRow.lease_until_ms
+            ).where(MessageRow.id == message_id)
+            return (await conn.execute(query)).first()
+
+    async def _after_lost_race(self, message_id: str) -> Outcome:
+        row = await self._peek(message_id)
+        if row is None or row.wamid is not None or row.status_rank >= ledger.SENT_RANK:
+            return DONE
+        until = row.lease_until_ms or self._now_ms()
+        return Outcome("retry", max(0.05, (until - self._now_ms()) / 1000 + 0.05))
 
     async def _attempt(self, claimed: ledger.Claimed) -> Outcome:
         params: list[str] = json.loads(claimed.params) if claimed.params else []
