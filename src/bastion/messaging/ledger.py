@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, cast
 
 import sqlalchemy as sa
 
-from bastion.messaging.models import ContactRow, MessageRow, OutboxRow, StatusRow
+from bastion.messaging.models import ContactRow, EarlyStatusRow, MessageRow, OutboxRow, StatusRow
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncConnection
@@ -114,6 +114,16 @@ async def record_sent(conn: AsyncConnection, message_id: str, wamid: str, now_ms
         .values(wamid=wamid, lease_token=None, lease_until_ms=None, updated_at_ms=now_ms)
     )
     await append_status(conn, message_id, "sent", now_ms, source="worker")
+    early = cast("sa.Table", EarlyStatusRow.__table__)
+    found = (
+        await conn.execute(
+            sa.delete(early)
+            .where(early.c.wamid == wamid)
+            .returning(early.c.status, early.c.at_ms, early.c.code, early.c.reason)
+        )
+    ).all()
+    for status, at_ms, code, reason in found:
+        await append_status(conn, message_id, status, at_ms, source="webhook", code=code, reason=reason)
 
 
 async def release(conn: AsyncConnection, claimed: Claimed, now_ms: int, code: int | None, reason: str) -> None:

@@ -134,3 +134,17 @@ class InboundRow(Base):
     kind: Mapped[str] = mapped_column(String(32))
     text: Mapped[str | None] = mapped_column(Text)
     at_ms: Mapped[int] = mapped_column(BigInteger)
+
+
+class EarlyStatusRow(Base):
+    """A status webhook for a wamid not stored yet (Meta answered, the commit of the wamid is a moment away):
+    kept here and applied when the wamid is stored, so no status is lost to that race."""
+
+    __tablename__ = "messaging_early_status"
+
+    id: Mapped[int] = mapped_column(RowId, primary_key=True, autoincrement=True)
+    wamid: Mapped[str] = mapped_column(String(128), index=True)
+    status: Mapped[str] = mapped_column(String(16))
+    at_ms: Mapped[int] = mapped_column(BigInteger)
+    code: Mapped[int | None] = mapped_column(Integer)
+    reason: Mapped[str | None] = mapped_column(String(500))

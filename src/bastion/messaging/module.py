@@ -41,10 +41,12 @@ def build(ctx: ModuleContext[Settings]) -> ModuleParts:
     from bastion.messaging.jobs import MessagingJobs
     from bastion.messaging.router import route_handlers
     from bastion.messaging.service import Messaging
+    from bastion.messaging.webhooks import Webhooks
 
     platform, config = ctx.platform, ctx.settings.messaging
     service = Messaging(platform.db, config)
     directory = Directory(platform.db, config)
+    webhooks = Webhooks(platform.db, config)
     jobs = MessagingJobs(platform.db, config)
     declared: list[Job] = [
         Periodic(name="messaging.redrive", every=30.0, run=jobs.redrive, once_per_cluster=True, record_success=False),
@@ -75,10 +77,15 @@ def build(ctx: ModuleContext[Settings]) -> ModuleParts:
             ),
             RouteGroup("/api/messages", RoutePolicy(tier="general"), methods={"GET"}),
             RouteGroup("/api/messaging", RoutePolicy(tier="general", max_body_bytes=16 * 1024)),
+            # Meta signs the raw body; any media type is read as bytes and verified before it is parsed
+            RouteGroup(
+                "/webhooks/whatsapp", RoutePolicy(tier="messaging_webhook", max_body_bytes=1_048_576, media_types=())
+            ),
         ],
         dependencies={
             "messaging": Provide(lambda: service, use_cache=True, sync_to_thread=False),
             "messaging_directory": Provide(lambda: directory, use_cache=True, sync_to_thread=False),
+            "messaging_webhooks": Provide(lambda: webhooks, use_cache=True, sync_to_thread=False),
         },
         provides=[service],
         jobs=declared,
@@ -96,7 +103,7 @@ MODULE: Module[Settings] = Module(
     settings=MessagingSettings,
     models="bastion.messaging.models",
     migrations=Path(__file__).parent / "migrations",
-    tiers=[Quota("messaging_send", "600/minute")],
+    tiers=[Quota("messaging_send", "600/minute"), Quota("messaging_webhook", "6000/minute")],
     problems=_problems,  # type: ignore[arg-type]
     build=build,
 )

@@ -6,6 +6,8 @@ GET  /api/messages/{id}             status timeline, attempts, error            
 GET  /api/messages                  newest first, cursor pagination, filters        tier general
 POST|GET /api/messaging/contacts    contacts with consent and opt-out state         tier general
 POST|GET /api/messaging/templates   templates with language and parameter count     tier general
+GET  /webhooks/whatsapp             Meta's verification handshake                   tier messaging_webhook
+POST /webhooks/whatsapp             signed events: statuses, inbound messages       tier messaging_webhook
 
 A user sees what it owns; an admin sees everyone's.
 """
@@ -37,6 +39,7 @@ from bastion.messaging.schemas import (
     TemplateView,
 )
 from bastion.messaging.service import Messaging
+from bastion.messaging.webhooks import Webhooks
 
 _IDEMPOTENT = DefineMiddleware(cast("Any", IdempotencyMiddleware))
 IdemKey = Annotated[str | None, HeaderParameter(name="Idempotency-Key", max_length=255)]
@@ -123,3 +126,22 @@ route_handlers = [
     add_template,
     list_templates,
 ]
+
+
+@get("/webhooks/whatsapp", media_type="text/plain")
+async def whatsapp_handshake(
+    messaging_webhooks: NamedDependency[Webhooks],
+    mode: Annotated[str | None, QueryParameter(name="hub.mode")] = None,
+    token: Annotated[str | None, QueryParameter(name="hub.verify_token")] = None,
+    challenge: Annotated[str | None, QueryParameter(name="hub.challenge", max_length=200)] = None,
+) -> str:
+    return messaging_webhooks.handshake(mode, token, challenge)
+
+
+@post("/webhooks/whatsapp", status_code=200)
+async def whatsapp_events(request: AppRequest, messaging_webhooks: NamedDependency[Webhooks]) -> dict[str, int]:
+    applied = await messaging_webhooks.receive(await request.body(), request.headers.get("x-hub-signature-256"))
+    return {"applied": applied}
+
+
+route_handlers += [whatsapp_handshake, whatsapp_events]

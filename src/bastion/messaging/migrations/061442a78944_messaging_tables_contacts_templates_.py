@@ -1,8 +1,8 @@
-"""messaging tables: contacts, templates, messages, status history, outbox, webhook events, inbound
+"""messaging tables: contacts, templates, messages, status history, outbox, webhook events, inbound, early statuses
 
-Revision ID: 481b03f4b4fe
+Revision ID: 061442a78944
 Revises:
-Create Date: 2026-12-03 18:10:48.096994
+Create Date: 2026-12-03 18:20:14.572742
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "481b03f4b4fe"
+revision: str = "061442a78944"
 down_revision: str | Sequence[str] | None = None
 branch_labels: str | Sequence[str] | None = ("messaging",)
 depends_on: str | Sequence[str] | None = None
@@ -37,6 +37,19 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("messaging_contact", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_messaging_contact_phone"), ["phone"], unique=False)
+
+    op.create_table(
+        "messaging_early_status",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False),
+        sa.Column("wamid", sa.String(length=128), nullable=False),
+        sa.Column("status", sa.String(length=16), nullable=False),
+        sa.Column("at_ms", sa.BigInteger(), nullable=False),
+        sa.Column("code", sa.Integer(), nullable=True),
+        sa.Column("reason", sa.String(length=500), nullable=True),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_messaging_early_status")),
+    )
+    with op.batch_alter_table("messaging_early_status", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_messaging_early_status_wamid"), ["wamid"], unique=False)
 
     op.create_table(
         "messaging_inbound",
@@ -167,6 +180,10 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_messaging_inbound_from_phone"))
 
     op.drop_table("messaging_inbound")
+    with op.batch_alter_table("messaging_early_status", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_messaging_early_status_wamid"))
+
+    op.drop_table("messaging_early_status")
     with op.batch_alter_table("messaging_contact", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_messaging_contact_phone"))
 
