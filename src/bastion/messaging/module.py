@@ -107,7 +107,9 @@ def build(ctx: ModuleContext[Settings]) -> ModuleParts:
         provides=[service],
         jobs=declared,
         # a warning in /health/ready (the API still accepts); `bastion messaging check` fails on it
-        health_checks=[HealthCheck("messaging", probes.check, component_type="component", required=False, timeout=3.0)],
+        health_checks=[HealthCheck("messaging", probes.check, component_type="component", required=False, timeout=3.0)]
+        if config.health_check
+        else [],
         on_startup=on_startup,
         on_close=on_close,
     )
