@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from bastion.ai.module import MODULE as AI
 from bastion.billing.module import MODULE as BILLING
 from bastion.identity.module import MODULE as IDENTITY
+from bastion.messaging.module import MODULE as MESSAGING
 from bastion.secrets.module import MODULE as SECRETS
 from bastion.spark.module import MODULE as SPARK
 from bastion.web.module import MODULE as WEB
@@ -25,4 +26,4 @@ if TYPE_CHECKING:
     from bastion.core.module import Module
     from bastion.settings import Settings
 
-MODULES: tuple[Module[Settings], ...] = (IDENTITY, SECRETS, AI, SPARK, WEB, BILLING, WORKFLOWS)
+MODULES: tuple[Module[Settings], ...] = (IDENTITY, SECRETS, AI, SPARK, WEB, MESSAGING, BILLING, WORKFLOWS)

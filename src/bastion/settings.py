@@ -11,6 +11,7 @@ from bastion.ai.settings import AiSettings
 from bastion.billing.settings import BillingSettings
 from bastion.core.settings import CoreSettings
 from bastion.identity.settings import IdentitySettings
+from bastion.messaging.settings import MessagingSettings
 from bastion.secrets.settings import SecretsSettings
 from bastion.spark.settings import SparkSettings
 from bastion.web.settings import WebSettings
@@ -25,5 +26,6 @@ class Settings(CoreSettings):
     ai: AiSettings = AiSettings()
     spark: SparkSettings = SparkSettings()
     web: WebSettings = WebSettings()
+    messaging: MessagingSettings = MessagingSettings()
     billing: BillingSettings = BillingSettings()
     workflows: WorkflowsSettings = WorkflowsSettings()
