@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -79,6 +80,10 @@ async def open_window(app: Bastion, phone: str) -> None:
     async with service.db.begin() as conn:
         await conn.execute(
             sa.insert(InboundRow).values(
-                wamid=f"wamid.in{phone}", from_phone=phone, kind="text", text="hi", at_ms=int(service.clock() * 1000)
+                wamid=f"wamid.in{uuid.uuid4().hex}",
+                from_phone=phone,
+                kind="text",
+                text="hi",
+                at_ms=int(service.clock() * 1000),
             )
         )

@@ -10,6 +10,10 @@ from bastion.core.module import Module, ModuleContext, ModuleParts, Quota
 from bastion.messaging.settings import MessagingSettings
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    import click
+
     from bastion.core.platform import Platform
     from bastion.core.stores.base import Store
     from bastion.messaging.delivery import Delivery
@@ -94,6 +98,12 @@ def build(ctx: ModuleContext[Settings]) -> ModuleParts:
     )
 
 
+def _commands() -> Sequence[click.Command]:
+    from bastion.messaging.cli import commands
+
+    return commands()
+
+
 def _problems(settings: Settings) -> list[object]:
     return list(settings.messaging.problems(settings.is_production))
 
@@ -105,5 +115,6 @@ MODULE: Module[Settings] = Module(
     migrations=Path(__file__).parent / "migrations",
     tiers=[Quota("messaging_send", "600/minute"), Quota("messaging_webhook", "6000/minute")],
     problems=_problems,  # type: ignore[arg-type]
+    commands=_commands,
     build=build,
 )
