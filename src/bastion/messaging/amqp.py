@@ -8,8 +8,8 @@ Queues (durable; the message body is the message id, persistent)::
                              routing key <prefix>.work: a message waits there, then is back in the work queue
     <prefix>.dead            messages out of attempts, for an operator (``bastion messaging dlq list|replay``)
 
-* **Relay**: claims due outbox rows (appending "queued"), publishes each with publisher confirms (``mandatory``: an unroutable
-  message raises), and only after every confirm deletes the rows. A relay that dies
+* **Relay**: claims due outbox rows (appending "queued"), publishes each with publisher confirms
+  (``mandatory``: an unroutable message raises), and only after every confirm deletes the rows. A relay that dies
   between the confirm and the delete publishes those rows again when their claim runs out: consumers are
   idempotent (the lease and the wamid), so that costs a redelivery, never a second send.
 * **Consumer**: delivers (``delivery.Delivery``), then: done → ack; retry → publish to the wait queue of the

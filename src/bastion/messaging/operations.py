@@ -8,15 +8,22 @@ dead queue. A message that was sent in the meantime is skipped by its wamid as u
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
+from bastion.core.db import Database
 from bastion.messaging.amqp import Topology, publish
 from bastion.messaging.models import MessageRow, StatusRow
 
 if TYPE_CHECKING:
     from bastion.settings import Settings
+
+
+@dataclass(frozen=True)
+class _Ops:
+    db: Database
 
 
 async def _open(settings: Settings) -> tuple[Any, Any, Topology]:
@@ -33,8 +40,6 @@ async def _open(settings: Settings) -> tuple[Any, Any, Topology]:
 
 async def dead_letters(settings: Settings, limit: int) -> list[tuple[Any, ...]]:
     """(message id, status, attempts, error code, error reason) of up to ``limit`` parked messages; they stay."""
-    from bastion.core.db import Database
-
     connection, channel, topology = await _open(settings)
     queue = await channel.get_queue(topology.dead)
     held: list[Any] = []
@@ -73,11 +78,9 @@ async def dead_letters(settings: Settings, limit: int) -> list[tuple[Any, ...]]:
 async def replay(settings: Settings, only: set[str]) -> int:
     import time
 
-    from bastion.core.db import Database
-
     connection, channel, topology = await _open(settings)
     queue = await channel.get_queue(topology.dead)
-    db = Database.from_settings(settings)
+    ops = _Ops(Database.from_settings(settings))
     replayed, skipped = 0, []
     try:
         while True:
@@ -89,7 +92,7 @@ async def replay(settings: Settings, only: set[str]) -> int:
                 skipped.append(message)
                 continue
             now = int(time.time() * 1000)
-            async with db.begin() as conn:
+            async with ops.db.begin() as conn:
                 await conn.execute(
                     sa.update(MessageRow)
                     .where(MessageRow.id == message_id, MessageRow.wamid.is_(None))
@@ -112,5 +115,5 @@ async def replay(settings: Settings, only: set[str]) -> int:
         for message in skipped:
             await message.nack(requeue=True)
         await connection.close()
-        await db.close()
+        await ops.db.close()
     return replayed
