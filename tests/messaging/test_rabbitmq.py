@@ -231,7 +231,8 @@ async def test_a_cut_broker_connection_recovers_by_itself_and_loses_nothing(stac
 
 async def test_two_workers_share_the_pair_rate_and_the_throughput_limit(stack, fake):
     """Two processes, six messages to one recipient (0.5 s pair rate) and 30 to others (10/s): never closer
-    than the pair interval to that recipient, never more than 10 sends in any one-second window."""
+    than the pair interval to that recipient where the fake API receives them, 36 sends spread over at least
+    2.6 s (one-second windows of 10, counted when a send starts)."""
     limits = {"pair_interval_seconds": 0.5, "throughput_per_second": 10}
     settings = stack["settings"].model_copy(update={"messaging": stack["settings"].messaging.model_copy(update=limits)})
     app = create_app(settings, extra_modules=(principals,))
@@ -247,8 +248,8 @@ async def test_two_workers_share_the_pair_rate_and_the_throughput_limit(stack, f
             w.stop()
     times = sorted(r.at for r in fake.sent_to("+15556000000"))
     gaps = [b - a for a, b in itertools.pairwise(times)]
-    assert len(times) == 6 and min(gaps) >= 0.5 - 0.02
-    seconds = [int(r.at) for r in fake.received]
-    assert max(seconds.count(s) for s in set(seconds)) <= 10
+    assert len(times) == 6 and min(gaps) >= 0.5
+    arrivals = sorted(r.at for r in fake.received)
+    assert len(arrivals) == 36 and arrivals[-1] - arrivals[0] >= 36 / 10 - 1.0  # 10 per second at most
     attempts = [sum(line.get("event") == "messaging.attempt" for line in w.lines()) for w in workers]
     assert all(n > 0 for n in attempts), attempts  # both processes sent

@@ -92,8 +92,12 @@ class Delivery:
         async with self.db.begin() as conn:
             claimed = await ledger.claim(conn, message_id, now, int(self.settings.lease_seconds * 1000))
         if claimed is None:  # another worker claimed it since we looked
+            await self.limits.release(row.to_phone)
             return await self._after_lost_race(message_id)
-        return await self._attempt(claimed)
+        try:
+            return await self._attempt(claimed)
+        finally:
+            await self.limits.done(claimed.to_phone)
 
     async def _peek(self, message_id: str) -> sa.Row[int, str | None, str, int | None] | None:
         async with self.db.engine.connect() as conn:

@@ -31,6 +31,7 @@ def make_delivery(platform: Platform, config: MessagingSettings, store: Store) -
         number_id=config.whatsapp.phone_number_id,
         per_second=config.throughput_per_second,
         pair_interval=config.pair_interval_seconds,
+        hold=config.whatsapp.timeout_seconds + 5,
     )
     return Delivery(platform.db, WhatsAppClient(platform.http, config.whatsapp), limits, config)
 
