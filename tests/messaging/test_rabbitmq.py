@@ -253,3 +253,28 @@ async def test_two_workers_share_the_pair_rate_and_the_throughput_limit(stack, f
     assert len(arrivals) == 36 and arrivals[-1] - arrivals[0] >= 36 / 10 - 1.0  # 10 per second at most
     attempts = [sum(line.get("event") == "messaging.attempt" for line in w.lines()) for w in workers]
     assert all(n > 0 for n in attempts), attempts  # both processes sent
+
+
+async def test_the_pipeline_check_fails_while_no_consumer_is_attached(stack):
+    """No worker: "no consumer is attached"; a worker running: the check passes."""
+    from bastion.messaging.operations import check_pipeline
+
+    settings = stack["settings"]
+    app = create_app(settings, extra_modules=(principals,))
+    async with serve(app):  # migrates and declares nothing: the worker declares the queues
+        one = worker(stack).start()
+        try:
+            for _ in range(200):
+                if await check_pipeline(settings) is None:
+                    break
+                await asyncio.sleep(0.1)
+            healthy = await check_pipeline(settings)
+        finally:
+            one.stop()
+        for _ in range(100):
+            unhealthy = await check_pipeline(settings)
+            if unhealthy:
+                break
+            await asyncio.sleep(0.1)
+    assert healthy is None
+    assert unhealthy is not None and "no consumer" in unhealthy

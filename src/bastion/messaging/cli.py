@@ -3,6 +3,7 @@
     bastion worker --concurrency 32          # relay + consumers of the RabbitMQ path, drains on SIGTERM
     bastion messaging dlq list               # messages out of attempts: id, status, attempts, last error
     bastion messaging dlq replay [ID ...]    # back to the work queue with fresh attempts (all if no id)
+    bastion messaging check                  # exit 1 if no consumer or the oldest unsent is too old
 
 Imports stay inside the commands: the CLI must not load SQLAlchemy, aio-pika or prometheus_client up front.
 """
@@ -56,6 +57,19 @@ def dlq_replay(ids: tuple[str, ...]) -> None:
 
     count = asyncio.run(replay(load_settings(), set(ids)))
     click.echo(f"{count} message(s) replayed.")
+
+
+@messaging.command("check")
+def check() -> None:
+    """Exit 1 when no consumer is attached or the oldest unsent message is too old (a readiness probe)."""
+    from bastion.cli import load_settings
+    from bastion.messaging.operations import check_pipeline
+
+    problem = asyncio.run(check_pipeline(load_settings()))
+    if problem:
+        click.echo(f"unhealthy: {problem}", err=True)
+        raise SystemExit(1)
+    click.echo("ok")
 
 
 def commands() -> list[click.Command]:

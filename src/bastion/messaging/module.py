@@ -41,9 +41,12 @@ def build(ctx: ModuleContext[Settings]) -> ModuleParts:
 
     from bastion.core.edge.asgi import RoutePolicy
     from bastion.core.edge.routes import RouteGroup
+    from bastion.core.health import HealthCheck
     from bastion.core.jobs.spec import Job, Periodic
     from bastion.messaging.contacts import Directory
+    from bastion.messaging.cron import CronJobs
     from bastion.messaging.jobs import MessagingJobs
+    from bastion.messaging.probes import Probes
     from bastion.messaging.router import route_handlers
     from bastion.messaging.service import Messaging
     from bastion.messaging.webhooks import Webhooks
@@ -53,10 +56,14 @@ def build(ctx: ModuleContext[Settings]) -> ModuleParts:
     directory = Directory(platform.db, config)
     webhooks = Webhooks(platform.db, config)
     jobs = MessagingJobs(platform.db, config)
+    probes = Probes(platform.db, platform.broker, config)
     declared: list[Job] = [
         Periodic(name="messaging.redrive", every=30.0, run=jobs.redrive, once_per_cluster=True, record_success=False),
         Periodic(name="messaging.purge", every=3600.0, run=jobs.purge, once_per_cluster=True),
+        Periodic(name="messaging.gauges", every=15.0, run=probes.sample, once_per_cluster=True, record_success=False),
     ]
+    secret = config.cron_secret.get_secret_value() if config.cron_secret else None
+    cron = CronJobs(secret, {job.name: job.run for job in declared})
     on_startup: list[object] = []
     on_close: list[tuple[str, object]] = []
     if platform.broker is None:
@@ -91,9 +98,12 @@ def build(ctx: ModuleContext[Settings]) -> ModuleParts:
             "messaging": Provide(lambda: service, use_cache=True, sync_to_thread=False),
             "messaging_directory": Provide(lambda: directory, use_cache=True, sync_to_thread=False),
             "messaging_webhooks": Provide(lambda: webhooks, use_cache=True, sync_to_thread=False),
+            "messaging_cron": Provide(lambda: cron, use_cache=True, sync_to_thread=False),
         },
         provides=[service],
         jobs=declared,
+        # a warning in /health/ready (the API still accepts); `bastion messaging check` fails on it
+        health_checks=[HealthCheck("messaging", probes.check, component_type="component", required=False, timeout=3.0)],
         on_startup=on_startup,  # type: ignore[arg-type]
         on_close=on_close,  # type: ignore[arg-type]
     )
@@ -114,7 +124,11 @@ MODULE: Module[Settings] = Module(
     settings=MessagingSettings,
     models="bastion.messaging.models",
     migrations=Path(__file__).parent / "migrations",
-    tiers=[Quota("messaging_send", "600/minute"), Quota("messaging_webhook", "6000/minute")],
+    tiers=[
+        Quota("messaging_send", "600/minute"),
+        Quota("messaging_webhook", "6000/minute"),
+        Quota("messaging_cron", "60/minute"),
+    ],
     problems=_problems,  # type: ignore[arg-type]
     commands=_commands,
     build=build,

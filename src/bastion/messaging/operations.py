@@ -117,3 +117,21 @@ async def replay(settings: Settings, only: set[str]) -> int:
         await connection.close()
         await ops.db.close()
     return replayed
+
+
+async def check_pipeline(settings: Settings) -> str | None:
+    """What is wrong with the pipeline (see ``probes.Probes.check``), or None."""
+    from bastion.core.broker import Broker
+    from bastion.messaging.probes import PipelineUnhealthy, Probes
+
+    db = Database.from_settings(settings)
+    broker = Broker(settings.amqp_url.get_secret_value()) if settings.amqp_url else None
+    try:
+        await Probes(db, broker, settings.messaging).check()
+    except PipelineUnhealthy as exc:
+        return str(exc)
+    finally:
+        await db.close()
+        if broker is not None:
+            await broker.close()
+    return None
