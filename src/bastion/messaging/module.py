@@ -89,6 +89,7 @@ def build(ctx: ModuleContext[Settings]) -> ModuleParts:
             ),
             RouteGroup("/api/messages", RoutePolicy(tier="general"), methods={"GET"}),
             RouteGroup("/api/messaging", RoutePolicy(tier="general", max_body_bytes=16 * 1024)),
+            RouteGroup("/cron", RoutePolicy(tier="messaging_cron", max_body_bytes=1024, media_types=())),
             # Meta signs the raw body; any media type is read as bytes and verified before it is parsed
             RouteGroup(
                 "/webhooks/whatsapp", RoutePolicy(tier="messaging_webhook", max_body_bytes=1_048_576, media_types=())
