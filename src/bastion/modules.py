@@ -18,10 +18,11 @@ from bastion.identity.module import MODULE as IDENTITY
 from bastion.messaging.module import MODULE as MESSAGING
 from bastion.secrets.module import MODULE as SECRETS
 from bastion.spark.module import MODULE as SPARK
+from bastion.visitors.module import MODULE as VISITORS
 from bastion.web.module import MODULE as WEB
 
 if TYPE_CHECKING:
     from bastion.core.module import Module
     from bastion.settings import Settings
 
-MODULES: tuple[Module[Settings], ...] = (IDENTITY, SECRETS, AI, SPARK, WEB, MESSAGING)
+MODULES: tuple[Module[Settings], ...] = (IDENTITY, SECRETS, AI, SPARK, WEB, MESSAGING, VISITORS)

@@ -13,6 +13,7 @@ from bastion.identity.settings import IdentitySettings
 from bastion.messaging.settings import MessagingSettings
 from bastion.secrets.settings import SecretsSettings
 from bastion.spark.settings import SparkSettings
+from bastion.visitors.settings import VisitorsSettings
 from bastion.web.settings import WebSettings
 
 
@@ -25,3 +26,4 @@ class Settings(CoreSettings):
     spark: SparkSettings = SparkSettings()
     web: WebSettings = WebSettings()
     messaging: MessagingSettings = MessagingSettings()
+    visitors: VisitorsSettings = VisitorsSettings()

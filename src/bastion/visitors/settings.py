@@ -1,0 +1,45 @@
+"""Settings of the visitors module (``BASTION_VISITORS__<FIELD>``).
+
+BASTION_VISITORS__MAX_UPLOAD_BYTES=5242880
+BASTION_VISITORS__RETENTION_DAYS=30
+BASTION_VISITORS__TEMPLATES__INVITATION=visitor_pass          # WhatsApp templates, registered by the site's owner
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Templates(BaseModel):
+    """The WhatsApp templates the module sends (registered in messaging under the site owner's account).
+
+    invitation (the pass): visitor name, site name, start (site time), pass code      arrived: visitor name, site name
+    reminder: visitor name, site name, start (site time)             digest: site name, count, names
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    language: str = "en"
+    invitation: str = "visitor_pass"
+    arrived: str = "visitor_arrived"
+    reminder: str = "visitor_reminder"
+    digest: str = "visitor_digest"
+
+
+class VisitorsSettings(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    templates: Templates = Templates()
+    early_minutes: int = Field(15, ge=0, le=240)
+    """A pass opens this long before the visit starts (visitors arrive early)."""
+    no_show_grace_minutes: int = Field(30, ge=0)
+    """An approved visit with no check-in this long after its end is a no-show."""
+    reminder_minutes: int = Field(60, ge=1)
+    """The reminder goes this long before the visit starts."""
+    digest_hour: int = Field(8, ge=0, le=23)
+    """The morning digest goes to each host from this hour (site time), once a day."""
+    max_upload_bytes: int = Field(5 * 1024 * 1024, ge=1024)
+    max_pixels: int = Field(40_000_000, ge=10_000)
+    """Larger images are refused before they are decoded (decompression bombs)."""
+    retention_days: int = Field(30, ge=1)
+    """Photos and ID documents go this long after the visitor's last visit ended."""
