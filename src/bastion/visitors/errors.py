@@ -14,7 +14,7 @@ AppError
 │   ├── UploadNotFound         404 UPLOAD_NOT_FOUND
 │   └── VisitorsJobUnknown     404 VISITORS_JOB_NOT_FOUND
 ├── Conflict
-│   ├── TransitionNotAllowed   409 VISIT_TRANSITION_NOT_ALLOWED (extra: status, the current one)
+│   ├── TransitionNotAllowed   409 VISIT_TRANSITION_NOT_ALLOWED (extra: current_status, requested)
 │   └── MemberExists           409 SITE_MEMBER_EXISTS
 ├── PayloadTooLarge
 │   └── UploadTooLarge         413 UPLOAD_TOO_LARGE

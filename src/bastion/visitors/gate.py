@@ -21,10 +21,11 @@ from bastion.visitors.errors import (
     PassOutsideWindow,
     PassWrongSite,
     SiteNotFound,
+    TransitionNotAllowed,
     VisitNotFound,
 )
 from bastion.visitors.models import MemberRow, VisitorRow, VisitRow
-from bastion.visitors.visits import move, pass_hash, site_of, view_of
+from bastion.visitors.visits import ALLOWED_FROM, move, pass_hash, site_of, view_of
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncConnection
@@ -41,7 +42,7 @@ class Gate:
         visits = self.visits
         now = visits.now_ms()
         async with visits.db.begin() as conn:
-            row = await self._scanned(conn, account_id, visit_id, scan)
+            row = await self._scanned(conn, account_id, visit_id, scan, "checked_in")
             early = visits.settings.early_minutes * 60_000
             if not row.starts_at_ms - early <= now <= row.ends_at_ms:
                 raise PassOutsideWindow(
@@ -63,13 +64,16 @@ class Gate:
         visits = self.visits
         now = visits.now_ms()
         async with visits.db.begin() as conn:
-            row = await self._scanned(conn, account_id, visit_id, scan)
+            row = await self._scanned(conn, account_id, visit_id, scan, "checked_out")
             await move(conn, visit_id, "checked_out", now, checked_out_at_ms=now, pass_hash=None)
             await audit(conn, row.site_id, "checked_out", account_id, now, visit_id=visit_id)
             return view_of(await visits._row(conn, visit_id))
 
-    async def _scanned(self, conn: AsyncConnection, account_id: str, visit_id: str, scan: PassScan) -> VisitRow:
-        """The visit, once the caller is a guard (or admin) at the gate's site and the code is this visit's."""
+    async def _scanned(
+        self, conn: AsyncConnection, account_id: str, visit_id: str, scan: PassScan, to: str
+    ) -> VisitRow:
+        """The visit, once the caller is a guard (or admin) at the gate's site, the visit may move ``to``
+        (else 409 with its status: a pass used twice) and the code is this visit's."""
         caller = await caller_of(conn, account_id)
         if not caller.roles_at(scan.site_id):
             raise SiteNotFound(f"No site {scan.site_id!r}.")
@@ -80,6 +84,11 @@ class Gate:
             raise VisitNotFound(f"No visit {visit_id!r}.")
         if row.site_id != scan.site_id:
             raise PassWrongSite("This pass is for another site.")
+        if row.status not in ALLOWED_FROM[to]:
+            raise TransitionNotAllowed(
+                f"A visit that is {row.status} cannot become {to}.",
+                extra={"current_status": row.status, "requested": to},
+            )
         if row.pass_hash is None or not hmac.compare_digest(row.pass_hash, pass_hash(scan.code)):
             raise PassInvalid("This pass code is not valid for this visit (wrong, or already used up).")
         return row  # type: ignore[return-value]

@@ -76,7 +76,7 @@ async def move(conn: AsyncConnection, visit_id: str, to: str, now_ms: int, **val
     if done.rowcount != 1:
         current = (await conn.execute(sa.select(VisitRow.status).where(VisitRow.id == visit_id))).scalar()
         raise TransitionNotAllowed(
-            f"A visit that is {current} cannot become {to}.", extra={"status": current, "requested": to}
+            f"A visit that is {current} cannot become {to}.", extra={"current_status": current, "requested": to}
         )
 
 
