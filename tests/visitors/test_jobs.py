@@ -7,6 +7,7 @@ import asyncio
 import io
 import time
 from contextlib import AsyncExitStack
+from typing import Any
 
 from PIL import Image
 
@@ -16,7 +17,7 @@ from tests.visitors.conftest import GUARD, HOST, HOST_PHONE, ROOT, VISITOR_PHONE
 CRON = {"Authorization": "Bearer " + "c" * 32}
 
 
-def templates_sent(fake, phone: str, name: str) -> list:
+def templates_sent(fake: Any, phone: str, name: str) -> list[Any]:
     return [r for r in fake.sent_to(phone) if r.payload.get("template", {}).get("name") == name]
 
 
