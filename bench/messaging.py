@@ -146,9 +146,9 @@ async def load(port: int, messages: int, concurrency: int, template: bool) -> tu
             while not queue.empty():
                 n = queue.get_nowait()
                 to = f"+1555{n:07d}"
-                body: dict[str, Any] = (
-                    {"to": to, "template": {"name": "bench", "params": [f"n{n}"]}} if template else {"to": to, "text": f"n{n}"}
-                )
+                body: dict[str, Any] = {"to": to, "text": f"n{n}"}
+                if template:
+                    body = {"to": to, "template": {"name": "bench", "params": [f"n{n}"]}}
                 started = time.perf_counter()
                 answer = await http.post("/api/messages", json=body)
                 latencies.append((time.perf_counter() - started) * 1000)
@@ -180,14 +180,9 @@ async def run_system(name: str, args: argparse.Namespace, workdir: Path) -> dict
             queues = [queue]
             env = {"BENCH_CELERY_QUEUE": queue, "BENCH_FAKE_URL": fake_url, "BENCH_AMQP_URL": AMQP}
             procs.append(spawn(granian("celery_messaging:api", app_port), env, logs / "api.log"))
-            procs.append(
-                spawn(
-                    [sys.executable, "-m", "celery", "-A", "celery_messaging", "worker", "--concurrency",
-                     str(args.celery_concurrency), "--loglevel", "warning", "-Q", queue],  # fmt: skip
-                    env,
-                    logs / "worker.log",
-                )
-            )
+            celery_worker = [sys.executable, "-m", "celery", "-A", "celery_messaging", "worker"]
+            celery_worker += ["--concurrency", str(args.celery_concurrency), "--loglevel", "warning", "-Q", queue]
+            procs.append(spawn(celery_worker, env, logs / "worker.log"))
             wait_http(f"http://127.0.0.1:{app_port}/docs")
             template = False
         else:
@@ -196,8 +191,8 @@ async def run_system(name: str, args: argparse.Namespace, workdir: Path) -> dict
             if name != "bastion-embedded":
                 database = await create_database()
                 prefix = f"bench.{uuid.uuid4().hex[:8]}"
-                queues = [f"{prefix}.work", f"{prefix}.dead", f"{prefix}.wait.1000", f"{prefix}.wait.2000",
-                          f"{prefix}.wait.10000", f"{prefix}.wait.60000", f"{prefix}.wait.300000"]  # fmt: skip
+                queues = [f"{prefix}.{name}" for name in ("work", "dead")]
+                queues += [f"{prefix}.wait.{ms}" for ms in (1000, 2000, 10000, 60000, 300000)]
                 scaled = {
                     "BASTION_DATABASE_URL": database,
                     "BASTION_REDIS_URL": REDIS,
@@ -208,8 +203,9 @@ async def run_system(name: str, args: argparse.Namespace, workdir: Path) -> dict
                 workers = int(name.rsplit("-", 1)[1].removesuffix("w"))
             env = bastion_env(str(logs / "data"), fake_url, scaled)
             if database:
-                subprocess.run(
-                    [sys.executable, "-m", "bastion", "migrate"], env=dict(os.environ, **env), check=True, capture_output=True
+                migrate = [sys.executable, "-m", "bastion", "migrate"]
+                await asyncio.to_thread(
+                    subprocess.run, migrate, env=dict(os.environ, **env), check=True, capture_output=True
                 )
             procs.append(spawn(granian("messaging_app:app", app_port), env, logs / "app.log"))
             for n in range(workers):

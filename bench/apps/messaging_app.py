@@ -18,4 +18,6 @@ class BenchResolver:
         return None
 
 
-app = create_app(extra_modules=[Module(name="bench", build=lambda _ctx: ModuleParts(principal_resolver=BenchResolver()))])
+app = create_app(
+    extra_modules=[Module(name="bench", build=lambda _ctx: ModuleParts(principal_resolver=BenchResolver()))]
+)
