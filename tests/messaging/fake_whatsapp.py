@@ -119,6 +119,7 @@ class FakeWhatsApp:
     async def start(self) -> None:
         app = web.Application()
         app.router.add_post("/{version}/{number}/messages", self._messages)
+        app.router.add_get("/_stats", self._stats)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", self.port)
@@ -129,6 +130,18 @@ class FakeWhatsApp:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+
+    async def _stats(self, _request: web.Request) -> web.Response:
+        """What the benchmark reads: how many were received (and distinct recipients), first and last time."""
+        times = [r.at for r in self.received]
+        return web.json_response(
+            {
+                "received": len(self.received),
+                "distinct": len({(r.to, json.dumps(r.payload, sort_keys=True)) for r in self.received}),
+                "first": min(times, default=None),
+                "last": max(times, default=None),
+            }
+        )
 
     async def _messages(self, request: web.Request) -> web.StreamResponse:
         self.calls += 1
@@ -257,3 +270,16 @@ def inbound_event(
         },
         phone_number_id,
     )
+
+
+async def _serve(port: int) -> None:
+    fake = FakeWhatsApp(port=port)
+    await fake.start()
+    print(f"fake whatsapp on {fake.base_url}", flush=True)
+    await asyncio.Event().wait()
+
+
+if __name__ == "__main__":  # python -m tests.messaging.fake_whatsapp PORT (for bench/messaging.py)
+    import sys
+
+    asyncio.run(_serve(int(sys.argv[1])))

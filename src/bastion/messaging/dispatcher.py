@@ -81,18 +81,29 @@ class Dispatcher:
             rows = await ledger.claim_due(conn, now, self.settings.dispatcher_batch, self.hold_ms)
             await ledger.mark_queued(conn, [message_id for _, message_id in rows], now)
         if rows:
-            await asyncio.gather(*(self._one(outbox_id, message_id) for outbox_id, message_id in rows))
+            outcomes = await asyncio.gather(*(self._one(message_id) for _, message_id in rows))
+            finished = [
+                row[0]
+                for row, outcome in zip(rows, outcomes, strict=True)
+                if outcome is not None and outcome.kind != "retry"
+            ]
+            later = [
+                (row[0], outcome.delay)
+                for row, outcome in zip(rows, outcomes, strict=True)
+                if outcome is not None and outcome.kind == "retry"
+            ]
+            # one transaction for the whole batch (on SQLite every write transaction waits for the one writer)
+            async with self.db.begin() as conn:
+                await ledger.delete_outbox(conn, finished)
+                for outbox_id, delay in later:
+                    await ledger.postpone(conn, outbox_id, int((self.clock() + delay) * 1000))
         return len(rows)
 
-    async def _one(self, outbox_id: int, message_id: str) -> None:
+    async def _one(self, message_id: str) -> Outcome | None:
+        """The delivery's outcome; None when it failed (the claim runs out and the row is tried again)."""
         async with self._slots:
             try:
-                outcome: Outcome = await self.delivery.deliver(message_id)
+                return await self.delivery.deliver(message_id)
             except Exception as exc:
                 log.warning("messaging.delivery_error", message_id=message_id, error=type(exc).__name__)
-                return  # the claim runs out and the row is tried again
-        async with self.db.begin() as conn:
-            if outcome.kind == "retry":
-                await ledger.postpone(conn, outbox_id, int((self.clock() + outcome.delay) * 1000))
-            else:
-                await ledger.delete_outbox(conn, [outbox_id])
+                return None

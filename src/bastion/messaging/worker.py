@@ -106,6 +106,8 @@ def main(settings: Settings, concurrency: int) -> None:
     from bastion.core import logging as core_logging
 
     core_logging.configure(level=settings.log_level, json=settings.json_logs)
+    if settings.amqp_url is None:
+        raise SystemExit("bastion worker needs BASTION_AMQP_URL (without it, the app's own dispatcher sends)")
     if settings.migrates_on_start:
         from bastion import migrate
 
