@@ -1,4 +1,5 @@
-"""Where photos and ID documents are kept: a folder in the data dir (the embedded default).
+"""Where photos and ID documents are kept: a folder in the data dir (the embedded default), or an
+S3-compatible bucket when ``BASTION_VISITORS__STORAGE__BUCKET`` is set. Both pass one contract suite.
 
 files = LocalFiles(data_dir / "visitors")
 await files.put("site/visitor/photo-ab12.jpg", data)
@@ -10,7 +11,12 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from pydantic import SecretStr
+
+    from bastion.visitors.settings import ObjectStorage
 
 
 class Files(Protocol):
@@ -51,3 +57,58 @@ class LocalFiles:
 
     async def delete(self, key: str) -> None:
         await asyncio.to_thread(self._path(key).unlink, missing_ok=True)
+
+
+class S3Files:
+    """Files in an S3-compatible bucket (AWS, MinIO, Ceph, R2; moto's server in the tests), under ``prefix``.
+
+    boto3 signs the requests (SigV4) and is the well-kept client for this, so it is used rather than core's
+    httpx upstream path; its calls block, so each runs in a thread. Timeouts are explicit and retries are
+    botocore's "standard" mode (transient errors only; PUT, GET and DELETE of one key are idempotent).
+    """
+
+    def __init__(self, settings: ObjectStorage) -> None:
+        import boto3
+        from botocore.config import Config
+
+        def secret(value: SecretStr | None) -> str | None:
+            return value.get_secret_value() if value else None
+
+        self.bucket = settings.bucket or ""
+        self.prefix = settings.prefix
+        self.client = boto3.client(
+            "s3",
+            endpoint_url=settings.endpoint_url,
+            region_name=settings.region,
+            aws_access_key_id=secret(settings.access_key_id),
+            aws_secret_access_key=secret(settings.secret_access_key),
+            config=Config(
+                connect_timeout=settings.timeout_seconds,
+                read_timeout=settings.timeout_seconds,
+                retries={"mode": "standard", "max_attempts": 3},
+            ),
+        )
+
+    async def put(self, key: str, data: bytes) -> None:
+        await asyncio.to_thread(
+            self.client.put_object, Bucket=self.bucket, Key=self.prefix + key, Body=data, ContentType="image/jpeg"
+        )
+
+    async def get(self, key: str) -> bytes | None:
+        def read() -> bytes | None:
+            try:
+                answer = self.client.get_object(Bucket=self.bucket, Key=self.prefix + key)
+            except self.client.exceptions.NoSuchKey:
+                return None
+            body: bytes = answer["Body"].read()
+            return body
+
+        return await asyncio.to_thread(read)
+
+    async def delete(self, key: str) -> None:
+        await asyncio.to_thread(self.client.delete_object, Bucket=self.bucket, Key=self.prefix + key)
+
+
+def files_for(settings: ObjectStorage, data_dir: Path) -> Files:
+    """S3 when a bucket is configured, else the data dir."""
+    return S3Files(settings) if settings.bucket else LocalFiles(data_dir / "visitors")

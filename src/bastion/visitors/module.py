@@ -22,7 +22,7 @@ def build(ctx: ModuleContext[Settings]) -> ModuleParts:
     from bastion.core.edge.routes import RouteGroup
     from bastion.core.jobs.spec import Job, Periodic
     from bastion.messaging.service import Messaging
-    from bastion.visitors.files import LocalFiles
+    from bastion.visitors.files import files_for
     from bastion.visitors.gate import Gate
     from bastion.visitors.jobs import CronJobs, VisitorsJobs
     from bastion.visitors.notify import Notifier
@@ -34,7 +34,7 @@ def build(ctx: ModuleContext[Settings]) -> ModuleParts:
 
     platform, config = ctx.platform, ctx.settings.visitors
     notifier = Notifier(ctx.require(Messaging), config.templates)
-    files = LocalFiles(ctx.settings.data_dir / "visitors")
+    files = files_for(config.storage, ctx.settings.data_dir)
     sites = Sites(platform.db)
     people = People(platform.db, files)
     visits = Visits(platform.db, notifier, config)

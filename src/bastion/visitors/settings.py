@@ -7,7 +7,7 @@ BASTION_VISITORS__TEMPLATES__INVITATION=visitor_pass          # WhatsApp templat
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 
 class Templates(BaseModel):
@@ -26,10 +26,30 @@ class Templates(BaseModel):
     digest: str = "visitor_digest"
 
 
+class ObjectStorage(BaseModel):
+    """An S3-compatible bucket for uploads (unset bucket: the data dir).
+
+    BASTION_VISITORS__STORAGE__BUCKET=visitors
+    BASTION_VISITORS__STORAGE__ENDPOINT_URL=https://s3.eu-west-3.amazonaws.com   # or MinIO, R2, ...
+    BASTION_VISITORS__STORAGE__ACCESS_KEY_ID=...   BASTION_VISITORS__STORAGE__SECRET_ACCESS_KEY=...
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    bucket: str | None = None
+    endpoint_url: str | None = None
+    region: str = "us-east-1"
+    access_key_id: SecretStr | None = None
+    secret_access_key: SecretStr | None = None
+    prefix: str = "visitors/"
+    timeout_seconds: float = Field(10.0, gt=0)
+
+
 class VisitorsSettings(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     templates: Templates = Templates()
+    storage: ObjectStorage = ObjectStorage()
     early_minutes: int = Field(15, ge=0, le=240)
     """A pass opens this long before the visit starts (visitors arrive early)."""
     no_show_grace_minutes: int = Field(30, ge=0)
