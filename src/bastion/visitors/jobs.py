@@ -88,8 +88,8 @@ class VisitorsJobs:
                 site = await site_of(conn, visit.site_id)
                 when = self.notifier.local_time(site, visit.starts_at_ms)
                 params = [visitor.name or "", site.name, when]
-                await self.notifier.send(conn, site, visitor.phone, self.notifier.templates.reminder, params, now)
-                sent += 1
+                if await self.notifier.send(conn, site, visitor.phone, self.notifier.templates.reminder, params, now):
+                    sent += 1
         if sent:
             self.notifier.committed()
         return sent
@@ -180,10 +180,10 @@ class VisitorsJobs:
                 site = await site_of(conn, site_id)
                 listed = ", ".join(name or "(erased)" for name in names)
                 params = [site.name, str(len(names)), listed[:900]]
-                await self.notifier.send(conn, site, phone, self.notifier.templates.digest, params, now)
+                message_id = await self.notifier.send(conn, site, phone, self.notifier.templates.digest, params, now)
         except sa_exc.IntegrityError:
             return 0
-        return 1
+        return 1 if message_id else 0
 
     async def purge(self) -> int:
         """Files of visitors with no visit ending within ``retention_days`` (and created before that)."""

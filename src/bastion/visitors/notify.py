@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from bastion.messaging.errors import ContactOptedOut, ContactSuppressed
 from bastion.messaging.schemas import SendMessage, TemplateRef
 from bastion.visitors.common import send_time, to_datetime, zone
 
@@ -26,15 +27,19 @@ class Notifier:
 
     async def send(
         self, conn: AsyncConnection, site: SiteRow, to: str, template: str, params: list[str], now_ms: int
-    ) -> str:
-        """Enqueue one template message from the site's owner; returns the message id."""
+    ) -> str | None:
+        """Enqueue one template message from the site's owner; returns the message id, or None when the
+        recipient opted out of messages (STOP) or WhatsApp suppressed it: the visit goes on without it."""
         due = send_time(now_ms, site.timezone, site.quiet_start, site.quiet_end)
         request = SendMessage(
             to=to,
             template=TemplateRef(template, self.templates.language, params),
             send_at=to_datetime(due) if due > now_ms else None,
         )
-        [message_id] = await self.messaging.enqueue(conn, site.owner_id, request)
+        try:
+            [message_id] = await self.messaging.enqueue(conn, site.owner_id, request)
+        except (ContactOptedOut, ContactSuppressed):
+            return None  # refused before it wrote anything: the transaction goes on
         return message_id
 
     def committed(self) -> None:
