@@ -26,6 +26,7 @@ def build(ctx: ModuleContext[Settings]) -> ModuleParts:
     from bastion.visitors.gate import Gate
     from bastion.visitors.jobs import CronJobs, VisitorsJobs
     from bastion.visitors.notify import Notifier
+    from bastion.visitors.passes import Passes
     from bastion.visitors.people import People
     from bastion.visitors.router import cron_routes, route_handlers
     from bastion.visitors.sites import Sites
@@ -62,6 +63,7 @@ def build(ctx: ModuleContext[Settings]) -> ModuleParts:
             RouteGroup("/api/visits", RoutePolicy(tier="general", max_body_bytes=16 * 1024)),
             RouteGroup("/api/visits/{id}/check-in", RoutePolicy(tier="visitors_gate", max_body_bytes=4096)),
             RouteGroup("/api/visits/{id}/check-out", RoutePolicy(tier="visitors_gate", max_body_bytes=4096)),
+            RouteGroup("/passes", RoutePolicy(tier="general", max_body_bytes=0), methods={"GET"}),
         ],
         dependencies={
             "visitors_sites": provide(sites),
@@ -71,6 +73,7 @@ def build(ctx: ModuleContext[Settings]) -> ModuleParts:
             "visitors_uploads": provide(uploads),
             "visitors_cron": provide(cron),
             "visitors_jobs": provide(jobs),
+            "visitors_passes": provide(Passes(platform.db)),
         },
         jobs=declared,
     )

@@ -12,6 +12,7 @@ GET  /api/visits/{id}                            one visit
 POST /api/visits/{id}/approve|reject|cancel      the host (or the site admin) decides
 POST /api/visits/{id}/check-in|check-out         the guard scans the pass code
 POST /cron/visitors.<job>                        run one job now (cron secret)
+GET  /passes/{visit_id}/{code}                   the pass's QR code (PNG; the code is the credential)
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from bastion.core.dependencies import AppRequest
 from bastion.core.principal import require_user
 from bastion.visitors.gate import Gate
 from bastion.visitors.jobs import CronJobs
+from bastion.visitors.passes import Passes
 from bastion.visitors.people import People
 from bastion.visitors.schemas import (
     AuditEntry,
@@ -218,7 +220,16 @@ async def check_out(
     return await visitors_gate.check_out(me(request), visit_id, data)
 
 
+@get("/passes/{visit_id:str}/{code:str}", media_type="image/png")
+async def pass_qr(
+    visit_id: FromPath[str], code: FromPath[str], visitors_passes: NamedDependency[Passes]
+) -> Response[bytes]:
+    data = await visitors_passes.qr(visit_id, code)
+    return Response(data, media_type="image/png", headers={"Cache-Control": "private, no-store"})
+
+
 route_handlers: list[Any] = [
+    pass_qr,
     create_site,
     my_sites,
     add_member,

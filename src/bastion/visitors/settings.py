@@ -50,6 +50,9 @@ class VisitorsSettings(BaseModel):
 
     templates: Templates = Templates()
     storage: ObjectStorage = ObjectStorage()
+    pass_url: str | None = None
+    """The public base URL of this server (``https://gate.example.com``): the pass message then carries the link
+    to the pass's QR code (``/passes/{visit}/{code}``) instead of the bare code."""
     early_minutes: int = Field(15, ge=0, le=240)
     """A pass opens this long before the visit starts (visitors arrive early)."""
     no_show_grace_minutes: int = Field(30, ge=0)

@@ -49,6 +49,10 @@ def pass_hash(code: str) -> str:
     return hashlib.sha256(code.encode()).hexdigest()
 
 
+def pass_link(base_url: str, visit_id: str, code: str) -> str:
+    return f"{base_url.rstrip('/')}/passes/{visit_id}/{code}"
+
+
 def view_of(row: VisitRow, pass_code: str | None = None, message_id: str | None = None) -> VisitView:
     return VisitView(
         id=row.id,
@@ -252,7 +256,8 @@ class Visits:
         if not visitor.phone or visitor.consent_at_ms is None:
             return code, None
         site = await site_of(conn, row.site_id)
-        params = [visitor.name or "", site.name, self.notifier.local_time(site, row.starts_at_ms), code]
+        shown = pass_link(self.settings.pass_url, visit_id, code) if self.settings.pass_url else code
+        params = [visitor.name or "", site.name, self.notifier.local_time(site, row.starts_at_ms), shown]
         message_id = await self.notifier.send(
             conn, site, visitor.phone, self.notifier.templates.invitation, params, now
         )
