@@ -2,6 +2,7 @@
 PostgreSQL (embedded dispatcher), with the messages they cause flowing to the (fake) WhatsApp API.
 
     uv run --group bench python bench/visitors.py --checkins 2000 --concurrency 50
+    uv run --group bench python bench/visitors.py --workers 1     # messages on RabbitMQ, sent by a worker
 
 Setup (not measured): a site, a host with a phone, a guard, the templates, and ``--checkins`` invitations
 (each one sends its pass). Then ``--concurrency`` clients check the visitors in, each with its pass code; every
@@ -22,13 +23,25 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
 import httpx
 
 sys.path.insert(0, str(Path(__file__).parent))
-from messaging import bastion_env, create_database, drop_database, granian, spawn, stop, wait_http
+from messaging import (
+    AMQP,
+    REDIS,
+    bastion_env,
+    create_database,
+    delete_queues,
+    drop_database,
+    granian,
+    spawn,
+    stop,
+    wait_http,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 FAKE_PORT, APP_PORT = 8180, 8181
@@ -96,14 +109,35 @@ def fake_stats() -> dict[str, Any]:
 
 async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     procs = [spawn([sys.executable, "-m", "tests.messaging.fake_whatsapp", str(FAKE_PORT)], {}, workdir / "fake.log")]
-    database = await create_database()
+    try:
+        database = await create_database()
+    except BaseException:
+        stop(procs[0])
+        raise
+    scaled = {"BASTION_DATABASE_URL": database}
+    queues: list[str] = []
+    if args.workers:
+        prefix = f"bench.visitors.{uuid.uuid4().hex[:8]}"
+        queues = [f"{prefix}.{name}" for name in ("work", "dead")]
+        queues += [f"{prefix}.wait.{ms}" for ms in (1000, 2000, 10000, 60000, 300000)]
+        scaled |= {
+            "BASTION_REDIS_URL": REDIS,
+            "BASTION_REDIS_PREFIX": f"{prefix}:",
+            "BASTION_AMQP_URL": AMQP,
+            "BASTION_MESSAGING__QUEUE_PREFIX": prefix,
+        }
     try:
         wait_http(f"http://127.0.0.1:{FAKE_PORT}/_stats")
-        env = bastion_env(str(workdir / "data"), f"http://127.0.0.1:{FAKE_PORT}", {"BASTION_DATABASE_URL": database})
+        if fake_stats()["received"] or procs[0].poll() is not None:
+            raise RuntimeError(f"port {FAKE_PORT} is held by another fake API (a run that did not stop?)")
+        env = bastion_env(str(workdir / "data"), f"http://127.0.0.1:{FAKE_PORT}", scaled)
         env["BASTION_RATE_LIMITS__VISITORS_GATE"] = "1000000000/second"
         migrate = [sys.executable, "-m", "bastion", "migrate"]
         await asyncio.to_thread(subprocess.run, migrate, env=dict(os.environ, **env), check=True, capture_output=True)
         procs.append(spawn(granian("visitors_app:app", APP_PORT), env, workdir / "app.log"))
+        for n in range(args.workers):
+            worker = [sys.executable, "-m", "bastion", "worker", "--concurrency", "64"]
+            procs.append(spawn(worker, env, workdir / f"worker{n}.log"))
         wait_http(f"http://127.0.0.1:{APP_PORT}/health/live")
         limits = httpx.Limits(max_connections=args.concurrency + 16)
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{APP_PORT}", timeout=30, limits=limits) as http:
@@ -122,8 +156,11 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         for proc in reversed(procs):
             stop(proc)
         await drop_database(database)
+        if queues:
+            await delete_queues(queues)
     latencies.sort()
     return {
+        "workers": args.workers,
         "checkins": args.checkins,
         "concurrency": args.concurrency,
         "checkins_per_second": round(args.checkins / seconds, 1),
@@ -141,6 +178,7 @@ async def main() -> None:
     parser.add_argument("--concurrency", type=int, default=50)
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--timeout", type=float, default=120.0)
+    parser.add_argument("--workers", type=int, default=0, help="bastion worker processes (0: embedded dispatcher)")
     args = parser.parse_args()
     results = []
     with tempfile.TemporaryDirectory(prefix="bench-visitors-", ignore_cleanup_errors=True) as tmp:
