@@ -159,3 +159,22 @@ async def test_scheduled_messages_wait_for_send_at(make_messaging_app, fake):
         )
         await settled(http, answer.json()["id"], "sent")
     assert fake.received[0].at >= when.timestamp() - 0.01
+
+
+async def test_a_slow_call_holds_one_slot_and_the_others_keep_going(make_messaging_app, fake):
+    """One recipient's call takes 3 s: five messages accepted after it are sent meanwhile."""
+    app = app_for(make_messaging_app, fake)
+    async with serve(app) as http:
+        await open_window(app, PHONE)
+        fake.script(PHONE, Slow(3.0))
+        slow = await send(http)
+        others = []
+        for n in range(5):
+            phone = f"+1555800{n:04d}"
+            await open_window(app, phone)
+            others.append(await send(http, phone))
+        for message_id in others:
+            await settled(http, message_id, "sent", timeout=2.5)
+        still = (await http.get(f"/api/messages/{slow}", headers=ALICE)).json()["status"]
+        await settled(http, slow, "sent")
+    assert still == "queued"

@@ -64,6 +64,7 @@ async def test_readiness_warns_when_the_oldest_unsent_message_is_too_old(make_me
             **FAST,
             "max_attempts": 50,
             "oldest_unsent_alert_seconds": 0.2,
+            "health_check": True,
         }
     )
     async with serve(app) as http:

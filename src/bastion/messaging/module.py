@@ -3,10 +3,12 @@ when ``BASTION_AMQP_URL`` is set), its jobs and its checks; :class:`Messaging` f
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from bastion.core.module import Module, ModuleContext, ModuleParts, Quota
+from bastion.core.settings import Problem
 from bastion.messaging.settings import MessagingSettings
 
 if TYPE_CHECKING:
@@ -14,6 +16,7 @@ if TYPE_CHECKING:
 
     import click
 
+    from bastion.core.lifecycle import Closer
     from bastion.core.platform import Platform
     from bastion.core.stores.base import Store
     from bastion.messaging.delivery import Delivery
@@ -64,8 +67,8 @@ def build(ctx: ModuleContext[Settings]) -> ModuleParts:
     ]
     secret = config.cron_secret.get_secret_value() if config.cron_secret else None
     cron = CronJobs(secret, {job.name: job.run for job in declared})
-    on_startup: list[object] = []
-    on_close: list[tuple[str, object]] = []
+    on_startup: list[Callable[[], Any]] = []
+    on_close: list[tuple[str, Closer]] = []
     if platform.broker is None:
         from bastion.messaging.dispatcher import Dispatcher
 
@@ -104,9 +107,11 @@ def build(ctx: ModuleContext[Settings]) -> ModuleParts:
         provides=[service],
         jobs=declared,
         # a warning in /health/ready (the API still accepts); `bastion messaging check` fails on it
-        health_checks=[HealthCheck("messaging", probes.check, component_type="component", required=False, timeout=3.0)],
-        on_startup=on_startup,  # type: ignore[arg-type]
-        on_close=on_close,  # type: ignore[arg-type]
+        health_checks=[HealthCheck("messaging", probes.check, component_type="component", required=False, timeout=3.0)]
+        if config.health_check
+        else [],
+        on_startup=on_startup,
+        on_close=on_close,
     )
 
 
@@ -116,7 +121,7 @@ def _commands() -> Sequence[click.Command]:
     return commands()
 
 
-def _problems(settings: Settings) -> list[object]:
+def _problems(settings: Settings) -> list[Problem]:
     return list(settings.messaging.problems(settings.is_production))
 
 
@@ -130,7 +135,7 @@ MODULE: Module[Settings] = Module(
         Quota("messaging_webhook", "6000/minute"),
         Quota("messaging_cron", "60/minute"),
     ],
-    problems=_problems,  # type: ignore[arg-type]
+    problems=_problems,
     commands=_commands,
     build=build,
 )

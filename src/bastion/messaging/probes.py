@@ -5,8 +5,8 @@ and nothing alerted), and a stuck pipeline must be visible. So:
 
 * ``check()`` fails when, with RabbitMQ configured, no consumer is attached to the work queue, or when the
   oldest due message that is not sent yet has waited longer than ``oldest_unsent_alert_seconds``. It is the
-  ``messaging`` entry of ``/health/ready`` (a warning there: the API itself still accepts) and the exit
-  status of ``bastion messaging check`` (the readiness probe of worker pods).
+  exit status of ``bastion messaging check`` (the readiness probe of worker pods) and, with ``health_check``
+  on, the ``messaging`` entry of the app's ``/health/ready`` (a warning there: the API itself still accepts).
 * ``sample()`` (the ``messaging.gauges`` job) sets ``bastion_messaging_outbox_rows``,
   ``bastion_messaging_oldest_unsent_seconds``, ``bastion_messaging_queue_depth{queue}`` and
   ``bastion_messaging_messages{status}``.

@@ -211,9 +211,13 @@ class Messaging:
         )
         return [message_id]
 
-    def _accepted(self) -> None:
+    def notify(self) -> None:
+        """Tell the embedded dispatcher that messages were committed (else it finds them within ``poll_seconds``);
+        a caller of :meth:`enqueue` calls it after its own commit."""
         if self.on_accept is not None:
             self.on_accept()
+
+    _accepted = notify
 
     async def _replayed(self, owner_id: str, key: str) -> Accepted:
         async with self.db.engine.connect() as conn:

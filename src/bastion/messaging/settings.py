@@ -61,6 +61,10 @@ class MessagingSettings(BaseModel):
     """How often the embedded dispatcher and the relay look for due rows when nothing woke them."""
     oldest_unsent_alert_seconds: float = Field(300.0, gt=0)
     """Readiness of a worker fails when an accepted message has waited longer than this."""
+    health_check: bool = False
+    """Add the pipeline check (no consumer attached, oldest unsent too old) to this app's ``/health`` as a
+    warning; off by default, since the API's readiness should not depend on the workers. The workers' own
+    readiness probe is ``bastion messaging check``."""
     cron_secret: SecretStr | None = None
     """Bearer secret of ``POST /cron/{job}`` (unset: the route answers 404)."""
     queue_prefix: str = "bastion.messaging"

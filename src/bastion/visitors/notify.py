@@ -44,5 +44,4 @@ class Notifier:
 
     def committed(self) -> None:
         """After the commit: wake the embedded dispatcher (on RabbitMQ the relay picks the rows up)."""
-        if self.messaging.on_accept is not None:
-            self.messaging.on_accept()
+        self.messaging.notify()
