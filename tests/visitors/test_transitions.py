@@ -149,3 +149,38 @@ async def test_the_pass_code_is_stored_hashed(make_visitors_app):
             row = (await conn.execute(sa.select(VisitRow).where(VisitRow.id == visit["id"]))).one()
     assert row.pass_hash == hashlib.sha256(visit["pass_code"].encode()).hexdigest()
     assert visit["pass_code"] not in str(tuple(row))
+
+
+async def test_two_guards_scanning_one_pass_at_once_check_in_once(make_visitors_app):
+    """Five check-ins of one pass at the same time: one 200, the others 409 (checked_in); one audit row."""
+    import asyncio
+
+    async with serve(make_visitors_app()) as http:
+        world = await setup_site(http)
+        visit = await invite(http, world)
+        scan = {"code": visit["pass_code"], "site_id": world.site_id}
+        answers = await asyncio.gather(
+            *(http.post(f"/api/visits/{visit['id']}/check-in", json=scan, headers=GUARD) for _ in range(5))
+        )
+        trail = (await http.get(f"/api/sites/{world.site_id}/audit", headers=ROOT)).json()
+    assert sorted(a.status_code for a in answers) == [200, 409, 409, 409, 409]
+    assert [e["action"] for e in trail].count("checked_in") == 1
+
+
+async def test_an_approval_whose_message_cannot_be_queued_changes_nothing(make_visitors_app):
+    """The pass template is missing when the host approves a walk-up: 422, the visit stays pending with no pass."""
+    import sqlalchemy as sa
+
+    from bastion.messaging.models import TemplateRow
+
+    app = make_visitors_app()
+    async with serve(app) as http:
+        world = await setup_site(http)
+        body = {"visitor_id": world.visitor_id, "host_id": "hana", **window()}
+        visit = (await http.post("/api/visits", json=body, headers=GUARD)).json()
+        async with service(app, "visitors_visits").db.begin() as conn:
+            await conn.execute(sa.delete(TemplateRow).where(TemplateRow.name == "visitor_pass"))
+        answer = await http.post(f"/api/visits/{visit['id']}/approve", headers=HOST)
+        assert answer.status_code == 422 and answer.json()["code"] == "TEMPLATE_UNKNOWN"
+        assert (await http.get(f"/api/visits/{visit['id']}", headers=HOST)).json()["status"] == "pending"
+        assert (await http.get("/api/messages", headers=ROOT)).json()["items"] == []

@@ -88,3 +88,20 @@ async def test_an_oversized_upload_is_refused(make_visitors_app):
         assert answer.status_code == 413, answer.text
         assert (await http.get(f"/api/visitors/{world.visitor_id}", headers=HOST)).json()["has_photo"] is False
     assert stored_files(app) == []
+
+
+async def test_an_image_over_the_pixel_limit_is_refused_before_decoding(make_visitors_app):
+    """A small file that declares a huge image (a decompression bomb): 422, nothing stored."""
+    app = make_visitors_app(visitors={"max_pixels": 100_000})
+    big = io.BytesIO()
+    Image.new("1", (2000, 2000)).save(big, format="PNG")  # 4 Mpx in a few kB
+    assert len(big.getvalue()) < 64 * 1024
+    async with serve(app) as http:
+        world = await setup_site(http)
+        answer = await http.put(
+            f"/api/visitors/{world.visitor_id}/photo",
+            content=big.getvalue(),
+            headers={**HOST, "content-type": "image/png"},
+        )
+        assert answer.status_code == 422 and answer.json()["code"] == "UPLOAD_TYPE_REFUSED"
+    assert stored_files(app) == []
