@@ -105,3 +105,26 @@ async def test_uploads_go_to_the_bucket_and_erasure_deletes_them(make_visitors_a
         assert not (app.settings.data_dir / "visitors").exists()
         assert (await http.delete(f"/api/visitors/{world.visitor_id}", headers=ROOT)).status_code == 204
     assert client.list_objects_v2(Bucket=storage.bucket).get("Contents", []) == []
+
+
+async def test_unreachable_object_storage_is_a_503_not_a_500(make_visitors_app):
+    """A bucket on a port nobody listens on: the upload answers 503 DEPENDENCY_UNAVAILABLE with Retry-After."""
+    storage = {
+        "bucket": "nowhere",
+        "endpoint_url": f"http://127.0.0.1:{free_port()}",
+        "access_key_id": "testing",
+        "secret_access_key": "testing",
+        "timeout_seconds": 1,
+    }
+    out = io.BytesIO()
+    Image.new("RGB", (8, 8)).save(out, format="PNG")
+    async with serve(make_visitors_app(visitors={"storage": storage})) as http:
+        world = await setup_site(http)
+        answer = await http.put(
+            f"/api/visitors/{world.visitor_id}/photo",
+            content=out.getvalue(),
+            headers={**HOST, "content-type": "image/png"},
+        )
+        assert answer.status_code == 503 and answer.json()["code"] == "DEPENDENCY_UNAVAILABLE", answer.text
+        assert "retry-after" in answer.headers
+        assert (await http.get(f"/api/visitors/{world.visitor_id}", headers=HOST)).json()["has_photo"] is False

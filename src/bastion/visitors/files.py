@@ -1,22 +1,27 @@
 """Where photos and ID documents are kept: a folder in the data dir (the embedded default), or an
 S3-compatible bucket when ``BASTION_VISITORS__STORAGE__BUCKET`` is set. Both pass one contract suite.
 
-files = LocalFiles(data_dir / "visitors")
-await files.put("site/visitor/photo-ab12.jpg", data)
-await files.get(key)        # bytes, or None when gone
-await files.delete(key)     # no error when already gone
+    files = LocalFiles(data_dir / "visitors")
+    await files.put("site/visitor/photo-ab12.jpg", data)
+    await files.get(key)        # bytes, or None when gone
+    await files.delete(key)     # no error when already gone
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, TypeVar
+
+from bastion.core.errors import DependencyUnavailable
 
 if TYPE_CHECKING:
     from pydantic import SecretStr
 
     from bastion.visitors.settings import ObjectStorage
+
+T = TypeVar("T")
 
 
 class Files(Protocol):
@@ -89,9 +94,20 @@ class S3Files:
             ),
         )
 
+    async def _call(self, work: Callable[[], T]) -> T:
+        """Run one blocking call in a thread; storage that cannot be reached is a 503, never a 500."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            return await asyncio.to_thread(work)
+        except (BotoCoreError, ClientError) as exc:
+            raise DependencyUnavailable("The object storage is unavailable; try again.", retry_after=5) from exc
+
     async def put(self, key: str, data: bytes) -> None:
-        await asyncio.to_thread(
-            self.client.put_object, Bucket=self.bucket, Key=self.prefix + key, Body=data, ContentType="image/jpeg"
+        await self._call(
+            lambda: self.client.put_object(
+                Bucket=self.bucket, Key=self.prefix + key, Body=data, ContentType="image/jpeg"
+            )
         )
 
     async def get(self, key: str) -> bytes | None:
@@ -103,10 +119,10 @@ class S3Files:
             body: bytes = answer["Body"].read()
             return body
 
-        return await asyncio.to_thread(read)
+        return await self._call(read)
 
     async def delete(self, key: str) -> None:
-        await asyncio.to_thread(self.client.delete_object, Bucket=self.bucket, Key=self.prefix + key)
+        await self._call(lambda: self.client.delete_object(Bucket=self.bucket, Key=self.prefix + key))
 
 
 def files_for(settings: ObjectStorage, data_dir: Path) -> Files:
