@@ -17,6 +17,18 @@ from tests.visitors.conftest import GUARD, HOST, HOST_PHONE, ROOT, VISITOR_PHONE
 CRON = {"Authorization": "Bearer " + "c" * 32}
 
 
+def midday_zone() -> str:
+    """A fixed-offset zone where it is now between 08:00 and 16:00 (the test must not straddle midnight)."""
+    import datetime as dt
+    from zoneinfo import ZoneInfo
+
+    for offset in range(-12, 15):
+        name = f"Etc/GMT{-offset:+d}" if offset else "Etc/GMT"  # POSIX sign: Etc/GMT-2 is UTC+2
+        if 8 <= dt.datetime.now(ZoneInfo(name)).hour < 16:
+            return name
+    raise AssertionError("some offset is always at midday")
+
+
 def templates_sent(fake: Any, phone: str, name: str) -> list[Any]:
     return [r for r in fake.sent_to(phone) if r.payload.get("template", {}).get("name") == name]
 
@@ -29,7 +41,7 @@ async def test_reminders_and_the_digest_go_once_with_two_instances_up(make_visit
     async with AsyncExitStack() as stack:
         http = await stack.enter_async_context(serve(first))
         await stack.enter_async_context(serve(second))
-        world = await setup_site(http)
+        world = await setup_site(http, timezone=midday_zone())  # the visit in 30 minutes is today there
         await invite(http, world, **window(start_in_minutes=30))
         jobs = [service(app, "visitors_jobs") for app in (first, second)]
         for _ in range(2):
