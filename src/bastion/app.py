@@ -35,6 +35,7 @@ from bastion.core.edge.headers import HeadersMiddleware
 from bastion.core.edge.routes import RouteGroup, RouteTable
 from bastion.core.edge.telemetry import TelemetryMiddleware
 from bastion.core.jobs.runner import JobRunner
+from bastion.core.jsonbody import JsonDecoder
 from bastion.core.module import Module, ModuleContext, ModuleParts, check_config, tier_rates
 from bastion.core.ops import OPS_ROUTE_GROUPS, ops_router
 from bastion.core.platform import Platform
@@ -109,7 +110,7 @@ def create_app(
         },
         lifespan=[_lifespan(platform, settings, listed, parts, jobs)],
         request_class=AppRequest,  # request.context, .principal, .principal_or_none (core/dependencies.py)
-        state=State({"platform": platform, "jobs": jobs}),
+        state=State({"platform": platform, "jobs": jobs, "json_decoder": JsonDecoder(settings.json_max_depth)}),
         openapi_config=OpenAPIConfig(
             title="Bastion", version=__version__, path="/schema", render_plugins=[JsonRenderPlugin()]
         ),
@@ -123,7 +124,11 @@ def create_app(
     if unknown:
         raise ValueError(f"route groups use undeclared rate-limit tiers {unknown}; declare them in Module.tiers")
     default = RoutePolicy(tier="general", max_body_bytes=settings.max_body_bytes)
-    asgi: Any = ErrorBoundaryMiddleware(cast("ASGIApp", litestar), production=settings.is_production)
+    asgi: Any = ErrorBoundaryMiddleware(
+        cast("ASGIApp", litestar),
+        production=settings.is_production,
+        write_timeout=settings.response_write_timeout_seconds,
+    )
     asgi = AdmissionMiddleware(
         asgi, limiter=platform.limiter if settings.admission.enabled else None, resolver=resolver
     )
@@ -134,6 +139,9 @@ def create_app(
         max_url_length=settings.max_url_length,
         max_header_bytes=settings.max_header_bytes,
         max_body_bytes=settings.max_body_bytes,
+        lifecycle=platform.lifecycle,
+        body_idle_timeout=settings.body_idle_timeout_seconds,
+        body_timeout=settings.body_timeout_seconds,
     )
     asgi = HeadersMiddleware(
         asgi,

@@ -148,6 +148,8 @@ class CoreSettings(BaseSettings):
     max_body_bytes: int = Field(1_048_576, ge=1)
     max_url_length: int = Field(2048, ge=64)
     max_header_bytes: int = Field(8192, ge=1024)
+    json_max_depth: int = Field(64, ge=2, le=512)
+    """How deeply a JSON body may nest arrays and objects (``core/jsonbody.py``); deeper is a 400."""
     allowed_methods: Annotated[list[str], NoDecode] = [
         "GET",
         "HEAD",
@@ -159,6 +161,13 @@ class CoreSettings(BaseSettings):
     ]
 
     shutdown_grace_seconds: float = Field(25.0, gt=0)
+    body_idle_timeout_seconds: float = Field(10.0, gt=0)
+    """Longest wait for the next piece of a request body; then a 408 and the connection closes."""
+    body_timeout_seconds: float = Field(60.0, gt=0)
+    """Longest time to receive a whole request body, however it trickles in; then a 408."""
+    response_write_timeout_seconds: float = Field(30.0, gt=0)
+    """Longest wait for a slow reader to take one large or streamed piece of a response; then the
+    connection is closed."""
     security_contact: str | None = None
     health_token: SecretStr | None = None
     metrics_token: SecretStr | None = None

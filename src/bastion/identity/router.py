@@ -29,7 +29,6 @@ from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 from litestar.response import Redirect
 
 from bastion.core.dependencies import AppRequest
-from bastion.core.errors import MalformedBody, ValidationFailed
 from bastion.core.principal import require_role_of, require_scope_of, require_user
 from bastion.identity.errors import CsrfFailed, InvalidToken, RefreshRejected
 from bastion.identity.schemas import (
@@ -127,12 +126,8 @@ async def _optional_body(request: AppRequest, kind: type[RefreshIn]) -> RefreshI
     raw = await request.body()
     if not raw.strip():
         return kind()
-    try:
-        return msgspec.json.decode(raw, type=kind)
-    except msgspec.ValidationError as exc:
-        raise ValidationFailed(str(exc), extra={"errors": [{"field": "", "message": str(exc)}]}) from None
-    except msgspec.DecodeError:
-        raise MalformedBody("The body is not valid JSON.") from None
+    decoded: RefreshIn = request.decoder.decode(raw, type=kind)
+    return decoded
 
 
 def _csrf_sent(request: AppRequest, identity: IdentityParts) -> str:

@@ -20,11 +20,12 @@ def build(ctx: ModuleContext[Settings]) -> ModuleParts:
 
     from bastion.core.edge.asgi import RoutePolicy
     from bastion.core.edge.routes import RouteGroup
+    from bastion.core.jsonbody import JsonDecoder
     from bastion.spark.router import KV_PATH, route_handlers
     from bastion.spark.service import KvService
 
     config = ctx.settings.spark
-    kv = KvService(ctx.platform.db, config)
+    kv = KvService(ctx.platform.db, config, JsonDecoder(ctx.settings.json_max_depth))
     return ModuleParts(
         route_handlers=route_handlers,
         route_groups=[

@@ -17,20 +17,18 @@ from __future__ import annotations
 
 from urllib.parse import unquote_to_bytes
 
-import msgspec
 from litestar import Response, delete, get, post
 from litestar.di import NamedDependency
 from litestar.params import FromPath, FromQuery
 
 from bastion.core.dependencies import AppRequest
-from bastion.core.errors import MalformedBody
+from bastion.core.errors import MalformedBody, ValidationFailed
 from bastion.spark.errors import InvalidKey
 from bastion.spark.schemas import Loaded, SparkUser
 from bastion.spark.service import KvService, Namespace, namespace_of, record_load, user_of
 
 KV_PATH = "/_spark/kv"
 _KV_PREFIX = (KV_PATH + "/").encode()
-_decode_loaded = msgspec.json.Decoder(Loaded).decode
 
 
 def _space(request: AppRequest, kv: KvService, collection: str | None) -> Namespace:
@@ -97,8 +95,8 @@ def spark_user(request: AppRequest) -> SparkUser:
 @post("/_spark/loaded", status_code=204)
 async def spark_loaded(request: AppRequest) -> None:
     try:
-        loaded = _decode_loaded(await request.body() or b"{}")
-    except msgspec.DecodeError:
+        loaded = request.decoder.decode(await request.body() or b"{}", type=Loaded)
+    except ValidationFailed:  # Spark's client expects a 400 for any body it did not mean to send
         raise MalformedBody('Send {"url": ..., "load_ms": ...} as JSON.') from None
     record_load(loaded.load_ms)
 

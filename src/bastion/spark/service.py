@@ -19,12 +19,13 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
-import msgspec
 from sqlalchemy import delete, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from bastion.core import metrics
 from bastion.core.db import Database
+from bastion.core.errors import MalformedBody
+from bastion.core.jsonbody import JsonDecoder
 from bastion.core.principal import Principal
 from bastion.core.text import has_control_chars
 from bastion.spark.errors import InvalidCollection, InvalidKey, InvalidValue, KeyNotFound, ValueTooLarge
@@ -78,9 +79,10 @@ def _text(value: Any) -> str | None:
 
 
 class KvService:
-    def __init__(self, db: Database, settings: SparkSettings) -> None:
+    def __init__(self, db: Database, settings: SparkSettings, decoder: JsonDecoder | None = None) -> None:
         self.db = db
         self.settings = settings
+        self.decoder = decoder or JsonDecoder()
         self._insert: Any = postgresql.insert if db.dialect == "postgresql" else sqlite.insert
 
     def check_key(self, key: str) -> str:
@@ -95,8 +97,8 @@ class KvService:
                 extra={"max_bytes": self.settings.max_value_bytes},
             )
         try:
-            msgspec.json.decode(body)  # validates the JSON and its UTF-8 in one pass
-        except msgspec.DecodeError:
+            self.decoder.decode(body)  # validates the JSON and its UTF-8 in one pass, under the app's policy
+        except MalformedBody:
             raise InvalidValue("The value must be JSON text, as JSON.stringify produces it.") from None
         return body.decode()
 
