@@ -21,7 +21,6 @@ from litestar import Litestar
 from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import JsonRenderPlugin
 
 from bastion import __version__
 from bastion.core import logging as core_logging
@@ -37,6 +36,7 @@ from bastion.core.edge.telemetry import TelemetryMiddleware
 from bastion.core.jobs.runner import JobRunner
 from bastion.core.jsonbody import JsonDecoder
 from bastion.core.module import Module, ModuleContext, ModuleParts, check_config, tier_rates
+from bastion.core.openapi import ProblemJsonRenderPlugin, fix_options_allow
 from bastion.core.ops import OPS_ROUTE_GROUPS, ops_router
 from bastion.core.platform import Platform
 from bastion.core.principal import Principal, PrincipalResolver
@@ -112,13 +112,18 @@ def create_app(
         request_class=AppRequest,  # request.context, .principal, .principal_or_none (core/dependencies.py)
         state=State({"platform": platform, "jobs": jobs, "json_decoder": JsonDecoder(settings.json_max_depth)}),
         openapi_config=OpenAPIConfig(
-            title="Bastion", version=__version__, path="/schema", render_plugins=[JsonRenderPlugin()]
+            title="Bastion",
+            version=__version__,
+            path="/schema",
+            render_plugins=[ProblemJsonRenderPlugin()],  # every error documented as problem+json (core/openapi.py)
+            create_examples=False,
         ),
         request_max_body_size=None,  # the guards stage enforces each route group's limit
         logging_config=None,
         debug=False,
     )
 
+    fix_options_allow(litestar)
     groups: list[RouteGroup] = [*OPS_ROUTE_GROUPS, *(g for p in parts for g in p.route_groups)]
     unknown = sorted({g.policy.tier for g in groups if g.policy.tier is not None} - set(platform.limiter.tiers))
     if unknown:
