@@ -128,9 +128,11 @@ def serve(
         click.echo("uvloop is not installed here; serving on the asyncio loop", err=True)
         settings = settings.model_copy(update={"server": opts.model_copy(update={"loop": "asyncio"})})
         opts = settings.server
+    base = f"http://{opts.host}:{opts.port}"
     click.echo(
-        f"Bastion serving on http://{opts.host}:{opts.port} ({opts.server}, {opts.loop}, "
-        f"{opts.workers} worker(s), {settings.env})",
+        f"Bastion serving on {base} ({opts.server}, {opts.loop}, {opts.workers} worker(s), {settings.env})\n"
+        f"  web page   {base}/\n  API docs   {base}/docs\n  metrics    {base}/metrics\n"
+        f"  readiness  {base}/health/ready",
         err=True,
     )
     if opts.server == "granian":

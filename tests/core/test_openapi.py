@@ -42,3 +42,14 @@ async def test_options_allow_names_the_documented_methods(make_app: Callable[...
             allowed = {m.strip() for m in answer.headers["allow"].split(",")}
             documented = {m.upper() for m in item if m in METHODS}
             assert allowed - {"OPTIONS", "HEAD"} == documented, (path, allowed, documented)
+
+
+async def test_the_api_reference_page(make_app: Callable[..., Any]) -> None:
+    """/docs is the Scalar page over /schema/openapi.json, with a CSP that lets it load Scalar (and nothing else)."""
+    async with serve(make_app()) as http:
+        page = await http.get("/docs")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert 'data-url="/schema/openapi.json"' in page.text
+    csp = page.headers["content-security-policy"]
+    assert "script-src https://cdn.jsdelivr.net" in csp and "connect-src 'self'" in csp
+    assert "https://cdn.jsdelivr.net/npm/@scalar/api-reference@" in page.text
