@@ -12,6 +12,7 @@ tools the pieces.
 from __future__ import annotations
 
 import asyncio
+import os
 import weakref
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -79,7 +80,7 @@ def create_app(
     settings = settings or Settings()
     listed: list[Module[Any]] = [*(MODULES if modules is None else modules), *extra_modules]
     core_logging.configure(level=settings.log_level, json=settings.json_logs)
-    problems = check_config(settings, listed)
+    problems = check_config(settings, listed, os.environ)  # the environment too: misspelled BASTION_* names
     for problem in problems:
         (_log.error if problem.severity == "error" else _log.warning)(
             "configuration problem", setting=problem.setting, problem=problem.message

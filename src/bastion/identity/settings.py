@@ -234,6 +234,10 @@ class IdentitySettings(BaseModel):
                     "set the https origin OAuth redirect URIs are built on (not the Host header)",
                 )
             )
+        if production and self.registration == "open":
+            found.append(
+                Problem("warning", "BASTION_IDENTITY__REGISTRATION", "anyone may register; 'invite' or 'closed'?")
+            )
         if not self.login_redirect.startswith("/") and not self.login_redirect.startswith("https://"):
             found.append(Problem(severity, "BASTION_IDENTITY__LOGIN_REDIRECT", "a path or an https URL"))
         return found
