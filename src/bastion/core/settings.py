@@ -223,6 +223,8 @@ class CoreSettings(BaseSettings):
     db_pool_size: int = Field(10, ge=1)
     db_max_overflow: int = Field(10, ge=0)
     db_timeout_seconds: float = Field(5.0, gt=0)
+    db_statement_timeout_seconds: float = Field(15.0, gt=0)
+    """Longest a statement may wait for PostgreSQL's answer (asyncpg's ``command_timeout``); then 503."""
 
     idempotency_ttl_seconds: int = Field(86_400, ge=60)
     auto_migrate: bool | None = None

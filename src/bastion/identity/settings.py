@@ -173,6 +173,9 @@ class IdentitySettings(BaseModel):
     """Longest an instance trusts a verified credential without asking the database again. Revocation is
     pushed to every instance at once (Redis pub/sub or PostgreSQL NOTIFY); this bounds a missed message."""
     cache_max_entries: int = Field(20_000, ge=100)
+    cache_stale_seconds: float = Field(60.0, ge=0, le=3600)
+    """While the database does not answer, a credential whose cache entry ended less than this ago is still
+    accepted (its last known answer); revocations still apply, as they arrive on the bus."""
     touch_interval_seconds: float = Field(30.0, gt=0)
     """How often last-used (keys) and last-seen (users) times are written, batched."""
 

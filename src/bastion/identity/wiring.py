@@ -54,7 +54,9 @@ class IdentityParts:
             max_concurrent=config.argon2_max_concurrent,
         )
         self.signer = tokens.Signer(_signing_keys(config, platform.keyring), issuer=config.jwt_issuer)
-        self.cache = CredentialCache(ttl=config.cache_ttl_seconds, max_entries=config.cache_max_entries)
+        self.cache = CredentialCache(
+            ttl=config.cache_ttl_seconds, max_entries=config.cache_max_entries, stale_for=config.cache_stale_seconds
+        )
         self.bus = _bus(platform, settings, self.cache)
         self.providers = {
             name: OAuthProvider(name, provider, timeout=config.oauth_timeout_seconds)

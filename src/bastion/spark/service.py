@@ -24,6 +24,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from bastion.core import metrics
 from bastion.core.db import Database
+from bastion.core.dbguard import DatabaseGuard
 from bastion.core.errors import MalformedBody
 from bastion.core.jsonbody import JsonDecoder
 from bastion.core.principal import Principal
@@ -83,6 +84,7 @@ class KvService:
         self.db = db
         self.settings = settings
         self.decoder = decoder or JsonDecoder()
+        self.guard = DatabaseGuard("spark")  # a partitioned database answers 503 at once, not after its timeout
         self._insert: Any = postgresql.insert if db.dialect == "postgresql" else sqlite.insert
 
     def check_key(self, key: str) -> str:
@@ -109,17 +111,25 @@ class KvService:
             .order_by(KvEntry.key)
             .limit(self.settings.max_keys_listed)
         )
-        async with self.db.session() as session:
-            return list((await session.scalars(query)).all())
+
+        async def read() -> list[str]:
+            async with self.db.session() as session:
+                return list((await session.scalars(query)).all())
+
+        return await self.guard.read(read)
 
     async def get(self, space: Namespace, key: str) -> str:
         self.check_key(key)
-        async with self.db.session() as session:
-            value = await session.scalar(
-                select(KvEntry.value).where(
-                    KvEntry.app == space.app, KvEntry.collection == space.collection, KvEntry.key == key
-                )
-            )
+        query = select(KvEntry.value).where(
+            KvEntry.app == space.app, KvEntry.collection == space.collection, KvEntry.key == key
+        )
+
+        async def read() -> str | None:
+            async with self.db.session() as session:
+                found: str | None = await session.scalar(query)
+                return found
+
+        value = await self.guard.read(read)
         if value is None:
             raise KeyNotFound("No value is stored under this key.")
         return value
@@ -143,18 +153,25 @@ class KvService:
                 index_elements=_PRIMARY_KEY,
                 set_={"value": statement.excluded.value, "updated_at": statement.excluded.updated_at},
             )
-        async with self.db.transaction() as session:
-            result = await session.execute(statement)
-        return bool(getattr(result, "rowcount", 1))
+
+        async def write() -> bool:
+            async with self.db.transaction() as session:
+                result = await session.execute(statement)
+            return bool(getattr(result, "rowcount", 1))
+
+        return await self.guard.write(write)
 
     async def delete(self, space: Namespace, key: str) -> None:
         self.check_key(key)
-        async with self.db.transaction() as session:
-            await session.execute(
-                delete(KvEntry).where(
-                    KvEntry.app == space.app, KvEntry.collection == space.collection, KvEntry.key == key
-                )
-            )
+        statement = delete(KvEntry).where(
+            KvEntry.app == space.app, KvEntry.collection == space.collection, KvEntry.key == key
+        )
+
+        async def write() -> None:
+            async with self.db.transaction() as session:
+                await session.execute(statement)
+
+        await self.guard.write(write)
 
 
 _page_loads = metrics.histogram(
