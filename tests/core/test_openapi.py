@@ -49,7 +49,7 @@ async def test_the_api_reference_page(make_app: Callable[..., Any]) -> None:
     async with serve(make_app()) as http:
         page = await http.get("/docs")
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
-    assert 'data-url="/schema/openapi.json"' in page.text
+    assert 'data-url="/schema/openapi.json"' in page.text, page.text
     csp = page.headers["content-security-policy"]
     assert "script-src https://cdn.jsdelivr.net" in csp and "connect-src 'self'" in csp
     assert "https://cdn.jsdelivr.net/npm/@scalar/api-reference@" in page.text

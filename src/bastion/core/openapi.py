@@ -121,7 +121,14 @@ def fix_options_allow(app: Litestar) -> None:
                 cell.cell_contents = route
 
 
-_SCALAR = ScalarRenderPlugin(version="1.25.0")  # pinned: the page loads exactly this build from the CDN
+class _Scalar(ScalarRenderPlugin):
+    @staticmethod
+    def get_openapi_json_route(request: Request[Any, Any, Any]) -> str:
+        # Litestar reverses the JSON handler's name, which also names the bare /schema route: either may come back.
+        return f"{request.app.openapi_config.path}/openapi.json"  # type: ignore[union-attr]
+
+
+_SCALAR = _Scalar(version="1.25.0")  # pinned: the page loads exactly this build from the CDN
 DOCS_CSP = (
     "default-src 'none'; script-src https://cdn.jsdelivr.net; style-src 'unsafe-inline' https://cdn.jsdelivr.net; "
     "font-src https://cdn.jsdelivr.net https://fonts.scalar.com data:; img-src 'self' data: https:; "

@@ -10,8 +10,8 @@
   (``core/jsonbody.py``);
 * a NUL (``%00``) in the path or query → 400: no text field accepts one, and PostgreSQL cannot store it;
 * a body that stops arriving for ``body_idle_timeout`` or takes longer than ``body_timeout`` in all →
-  408 with ``Connection: close``; one still arriving when the worker starts draining → 503 at once, so
-  that a trickling client cannot hold the worker past the grace period.
+  408 with ``Connection: close``; one still arriving a second (``DRAIN_BODY_SECONDS``) after the worker
+  starts draining → 503, so that a trickling client cannot hold the worker past the grace period.
 
 The route group's policy is resolved here and stored on the request context for admission.
 """
@@ -48,6 +48,8 @@ from bastion.core.errors import (
 )
 from bastion.core.lifecycle import Lifecycle
 
+DRAIN_BODY_SECONDS = 1.0
+"""Once the worker drains, how much longer a body still arriving may take (then 503 ``SHUTTING_DOWN``)."""
 _DRAINING = "The server is shutting down; send the request again elsewhere."
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
@@ -135,24 +137,30 @@ class GuardsMiddleware:
         return receive_limited
 
     def _timed(self, receive: Receive) -> Receive:
-        """``receive`` cut off after ``body_idle_timeout`` of silence, ``body_timeout`` in all, or at the drain."""
+        """``receive`` cut off after ``body_idle_timeout`` of silence, ``body_timeout`` in all, or, once the worker
+        drains, ``DRAIN_BODY_SECONDS`` later (a body already arrived is still read: only a waiting one is cut)."""
         lifecycle = self.lifecycle
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.body_timeout
         done = False
 
+        def drain_deadline() -> float:
+            return loop.time() + DRAIN_BODY_SECONDS
+
         async def receive_timed() -> Message:
-            nonlocal done
+            nonlocal done, deadline
             if done:
                 return await receive()
             if lifecycle is not None and lifecycle.draining:
-                raise _closing(ShuttingDown(_DRAINING))
+                deadline = min(deadline, drain_deadline())
             wait = min(self.body_idle_timeout, deadline - loop.time())
             try:
                 async with asyncio.timeout(wait) as timer:
                     unsubscribe = None
                     if lifecycle is not None:
-                        unsubscribe = lifecycle.subscribe(lambda: timer.reschedule(loop.time()))
+                        unsubscribe = lifecycle.subscribe(
+                            lambda: timer.reschedule(min(timer.when() or drain_deadline(), drain_deadline()))
+                        )
                     try:
                         message = await receive()
                     finally:
