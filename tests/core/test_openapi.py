@@ -53,3 +53,13 @@ async def test_the_api_reference_page(make_app: Callable[..., Any]) -> None:
     csp = page.headers["content-security-policy"]
     assert "script-src https://cdn.jsdelivr.net" in csp and "connect-src 'self'" in csp
     assert "https://cdn.jsdelivr.net/npm/@scalar/api-reference@" in page.text
+
+
+async def test_structs_that_refuse_unknown_fields_say_so(make_app: Callable[..., Any]) -> None:
+    """A body schema whose struct forbids unknown fields has additionalProperties: false (msgspec answers 422)."""
+    async with serve(make_app()) as http:
+        schemas = (await http.get("/schema/openapi.json")).json()["components"]["schemas"]
+        refused = await http.post("/auth/login", json={"email": "a@example.com", "password": "x", "extra": 1})
+    assert schemas["LoginIn"]["additionalProperties"] is False
+    assert schemas["RegisterIn"]["additionalProperties"] is False
+    assert refused.status_code == 422

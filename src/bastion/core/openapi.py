@@ -9,6 +9,8 @@ rewrites the generated document once, before it is first served:
 * a ``Problem`` schema in ``components`` and, on every operation, each status it can answer with
   (those of :data:`ANY_OPERATION`, plus :data:`WITH_BODY` where a body is taken) as
   ``application/problem+json``; ``default`` covers any other status (e.g. an upstream's 502/504);
+* ``additionalProperties: false`` on the schema of every msgspec struct that forbids unknown fields (msgspec
+  refuses them with a 422; Litestar's document said nothing, so a client generated from it sent them);
 * Litestar's own 400 shape removed, since no client ever receives it, and the JSON ``null`` content it
   gives a 204 (a 204 has no body).
 
@@ -27,6 +29,7 @@ from __future__ import annotations
 from http import HTTPStatus
 from typing import Any
 
+import msgspec
 from litestar import Litestar, Request, Response, get
 from litestar.openapi.plugins import JsonRenderPlugin, ScalarRenderPlugin
 from litestar.routes import HTTPRoute
@@ -72,9 +75,27 @@ def _problem_response(status: int | str) -> dict[str, Any]:
     return {"description": description, "content": {PROBLEM_MEDIA_TYPE: {"schema": _REF}}}
 
 
+def _strict_structs() -> dict[str, set[str]]:
+    """Name → encoded field names of every msgspec struct class (loaded so far) that forbids unknown fields."""
+    found: dict[str, set[str]] = {}
+    pending = list(msgspec.Struct.__subclasses__())
+    while pending:
+        kind = pending.pop()
+        pending.extend(kind.__subclasses__())
+        if kind.__struct_config__.forbid_unknown_fields:
+            found[kind.__name__] = set(kind.__struct_encode_fields__)
+    return found
+
+
 def complete(document: dict[str, Any]) -> dict[str, Any]:
     """``document`` (an OpenAPI 3.1 dict as Litestar generates it) with every error documented as problem+json."""
-    document.setdefault("components", {}).setdefault("schemas", {})["Problem"] = PROBLEM_SCHEMA
+    schemas = document.setdefault("components", {}).setdefault("schemas", {})
+    strict = _strict_structs()
+    for name, schema in schemas.items():
+        fields = strict.get(schema.get("title", name))
+        if fields is not None and set(schema.get("properties", {})) <= fields:
+            schema["additionalProperties"] = False
+    schemas["Problem"] = PROBLEM_SCHEMA
     for path_item in document.get("paths", {}).values():
         for method in _METHODS:
             operation = path_item.get(method)
