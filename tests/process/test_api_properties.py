@@ -48,7 +48,17 @@ CHECKS = [not_a_server_error, response_schema_conformance, status_code_conforman
 class Served:
     server: ServerProcess
     schema: Any
-    headers: dict[str, str]
+    password: str
+
+    def owner_headers(self) -> dict[str, str]:
+        """A fresh owner session (a generated POST /auth/logout ends the one it is sent with)."""
+        login = httpx.post(
+            f"{self.server.base_url}/auth/login",
+            json={"email": "owner@localhost", "password": self.password},
+            timeout=30,
+        )
+        assert login.status_code == 200, login.text
+        return {"Authorization": f"Bearer {login.json()['access_token']}"}
 
 
 def _owner_password(server: ServerProcess) -> str:
@@ -79,7 +89,13 @@ def served(request: pytest.FixtureRequest, start_server: Any, module_tmp: Any) -
             "redis_prefix": f"props{uuid.uuid4().hex[:8]}:",
         }
     port = free_port()
-    env = server_env(module_tmp / f"data-props-{request.param}", admission__enabled="false", **FAST_ARGON, **extra)
+    env = server_env(
+        module_tmp / f"data-props-{request.param}",
+        admission__enabled="false",
+        rate_limits__auth="100000/minute",
+        **FAST_ARGON,
+        **extra,
+    )
     server: ServerProcess = start_server(
         [sys.executable, "-m", "bastion", "serve", "--port", str(port)],  # Bastion itself, not the test routes
         env=env,
@@ -88,14 +104,8 @@ def served(request: pytest.FixtureRequest, start_server: Any, module_tmp: Any) -
     )
     try:
         server.wait_ready()
-        login = httpx.post(
-            f"{server.base_url}/auth/login",
-            json={"email": "owner@localhost", "password": _owner_password(server)},
-            timeout=30,
-        )
-        assert login.status_code == 200, login.text
         schema = schemathesis.openapi.from_url(f"{server.base_url}/schema/openapi.json")
-        yield Served(server, schema, {"Authorization": f"Bearer {login.json()['access_token']}"})
+        yield Served(server, schema, _owner_password(server))
     finally:
         server.kill_group()
         if database is not None:
@@ -103,18 +113,19 @@ def served(request: pytest.FixtureRequest, start_server: Any, module_tmp: Any) -
 
 
 def test_every_operation_keeps_its_contract(served: Served) -> None:
-    """For generated requests to every operation: no 5xx, a documented status, a body that matches its
-    documented schema, a 405's Allow. (Each operation in turn, under its own Hypothesis run, failures
-    collected: schemathesis's pytest plugin does not run on this pytest.)"""
+    """For generated requests to every operation, each as the owner with a fresh session: no 5xx, a documented
+    status, a body that matches its documented schema, a 405's Allow. (Each operation in turn, under its own
+    Hypothesis run, failures collected: schemathesis's pytest plugin does not run on this pytest.)"""
     operations = [result.ok() for result in served.schema.get_all_operations()]
     assert len(operations) >= 25  # every module's operations are in the document
     failures: list[str] = []
     for operation in operations:
+        headers = served.owner_headers()
 
         @given(case=operation.as_strategy())
         @settings(max_examples=MAX_EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
         def check(case: Any) -> None:
-            case.call_and_validate(base_url=served.server.base_url, headers=served.headers, checks=CHECKS)
+            case.call_and_validate(base_url=served.server.base_url, headers=headers, checks=CHECKS)
 
         began = time.monotonic()
         try:
