@@ -184,12 +184,17 @@ async def test_a_partitioned_database_serves_known_keys_and_keeps_revocations(
             began = time.monotonic()
             served_again = await http.get("/t/id/whoami", headers=bearer(kept["key"]))
             served_again_took = time.monotonic() - began
+            began = time.monotonic()
+            listed = await http.get("/api/keys", headers=bearer(kept["key"]))
+            listed_took = time.monotonic() - began
     finally:
         proxy.heal()
         await proxy.stop()
     assert served.status_code == 200 and served.json()["id"] == kept["id"]
     assert took < 2.8  # the idle connection's ping (1 s) and a new connection's connect (1 s), not more
     assert served_again.status_code == 200 and served_again_took < 0.5  # breaker open: no database wait at all
+    # the key routes share the module's breaker: answered at once, not after the database's timeout
+    assert listed.status_code == 503 and listed.json()["code"] == "CIRCUIT_OPEN" and listed_took < 0.5
     assert refused.status_code in (401, 503) and refused.status_code != 200
     assert {r.status_code for r in unknown} == {503}
     assert fast.status_code == 503 and fast.json()["code"] == "CIRCUIT_OPEN" and fast_took < 0.5

@@ -57,9 +57,16 @@ def _unavailable(exc: BaseException) -> Resolution:
 
 
 class Credentials:
-    def __init__(self, db: Database, *, signer: tokens.Signer, services: Mapping[str, ServiceCredential]) -> None:
+    def __init__(
+        self,
+        db: Database,
+        *,
+        signer: tokens.Signer,
+        services: Mapping[str, ServiceCredential],
+        guard: DatabaseGuard | None = None,
+    ) -> None:
         self.db = db
-        self.guard = DatabaseGuard("identity")  # a database that does not answer: 503 (or the cache) at once
+        self.guard = guard or DatabaseGuard("identity")  # a database that does not answer: 503 (or the cache) at once
         self.signer = signer
         self.services = {
             tokens.digest(cred.secret.get_secret_value()): Principal(

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING
 
+from bastion.core.dbguard import DatabaseGuard
 from bastion.core.passwords import Passwords
 from bastion.core.ratelimit import Limiter, Tier
 from bastion.core.resilience import CircuitBreaker
@@ -68,7 +69,8 @@ class IdentityParts:
         self.accounts = Accounts(
             db, passwords=passwords, settings=config, sessions=self.sessions, invalidate=invalidate
         )
-        self.api_keys = ApiKeys(db, accounts=self.accounts, settings=config, invalidate=invalidate)
+        self.db_guard = DatabaseGuard("identity")  # the module's breaker over its database paths
+        self.api_keys = ApiKeys(db, accounts=self.accounts, settings=config, invalidate=invalidate, guard=self.db_guard)
         self.signin = SignIn(
             db,
             store=platform.store,
@@ -80,7 +82,7 @@ class IdentityParts:
             providers=self.providers,
             settings=config,
         )
-        self.credentials = Credentials(db, signer=self.signer, services=config.services)
+        self.credentials = Credentials(db, signer=self.signer, services=config.services, guard=self.db_guard)
         self.last_used = LastUsed(db)
         self.resolver = IdentityResolver(
             credentials=self.credentials,
