@@ -14,6 +14,7 @@ from bastion.core import errors, metrics
 from bastion.core.edge.asgi import CONTEXT_KEY, RequestContext, RoutePolicy
 from bastion.core.edge.routes import RouteGroup
 from bastion.core.jobs.admin import JOBS_ROUTE_GROUPS, jobs_router
+from bastion.core.openapi import api_reference
 from bastion.core.platform import Platform
 
 HEALTH_JSON = "application/health+json"
@@ -120,7 +121,18 @@ def _error_types(root: type[errors.AppError]) -> list[type[errors.AppError]]:
 
 
 ops_router = Router(
-    path="/", route_handlers=[health, live, ready, detailed, metrics_endpoint, security_txt, problem_page, jobs_router]
+    path="/",
+    route_handlers=[
+        health,
+        live,
+        ready,
+        detailed,
+        metrics_endpoint,
+        security_txt,
+        problem_page,
+        api_reference,
+        jobs_router,
+    ],
 )
 
 OPS_ROUTE_GROUPS = [
@@ -130,5 +142,6 @@ OPS_ROUTE_GROUPS = [
     RouteGroup("/.well-known/security.txt", RoutePolicy(tier="general"), exact=True),
     RouteGroup("/problems/{slug}", RoutePolicy(tier="general"), exact=True),
     RouteGroup("/schema", RoutePolicy(tier="general")),
+    RouteGroup("/docs", RoutePolicy(tier="general"), exact=True),
     *JOBS_ROUTE_GROUPS,
 ]
