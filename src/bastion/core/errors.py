@@ -7,6 +7,7 @@ Our exception hierarchy::
     │   ├── MalformedBody         400 MALFORMED_BODY
     │   └── InvalidHost           400 INVALID_HOST
     ├── Unauthorized              401 UNAUTHORIZED
+    │   └── WebhookSignatureInvalid 401 WEBHOOK_SIGNATURE_INVALID (a signed webhook whose signature is missing or wrong)
     ├── Forbidden                 403 FORBIDDEN
     ├── NotFound                  404 NOT_FOUND
     ├── MethodNotAllowed          405 METHOD_NOT_ALLOWED
@@ -81,6 +82,13 @@ class InvalidHost(BadRequest):
 
 class Unauthorized(AppError):
     status, code, title = 401, "UNAUTHORIZED", "Authentication required"
+
+
+class WebhookSignatureInvalid(Unauthorized):
+    """A vendor's webhook (WhatsApp, GoHighLevel, …) whose signature is missing or does not verify: nothing of
+    it is read or stored. One code for every module, so a client (or an alert) reads it the same way."""
+
+    code, title = "WEBHOOK_SIGNATURE_INVALID", "Webhook signature missing or invalid"
 
 
 class Forbidden(AppError):

@@ -1,8 +1,6 @@
 """Errors of the messaging module, each with a stable code.
 
 AppError
-├── Unauthorized
-│   └── BadSignature           401 WEBHOOK_SIGNATURE_INVALID   (nothing stored)
 ├── Forbidden
 │   ├── VerifyTokenMismatch    403 WEBHOOK_VERIFY_FAILED
 │   ├── ContactOptedOut        403 CONTACT_OPTED_OUT
@@ -21,11 +19,7 @@ AppError
 
 from __future__ import annotations
 
-from bastion.core.errors import Conflict, Forbidden, NotFound, Unauthorized, ValidationFailed
-
-
-class BadSignature(Unauthorized):
-    code, title = "WEBHOOK_SIGNATURE_INVALID", "Webhook signature missing or invalid"
+from bastion.core.errors import Conflict, Forbidden, NotFound, ValidationFailed
 
 
 class VerifyTokenMismatch(Forbidden):

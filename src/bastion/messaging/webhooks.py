@@ -27,8 +27,9 @@ import sqlalchemy as sa
 
 from bastion.core import metrics
 from bastion.core.errors import BadRequest
+from bastion.core.errors import WebhookSignatureInvalid as BadSignature
 from bastion.messaging import ledger
-from bastion.messaging.errors import BadSignature, VerifyTokenMismatch
+from bastion.messaging.errors import VerifyTokenMismatch
 from bastion.messaging.models import ContactRow, EarlyStatusRow, InboundRow, MessageRow, WebhookEventRow
 from bastion.messaging.whatsapp import QUALITY
 

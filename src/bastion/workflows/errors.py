@@ -2,7 +2,6 @@
 
 AppError
 ├── Unauthorized
-│   ├── WebhookSignatureInvalid   401 WEBHOOK_SIGNATURE_INVALID
 │   └── WebhookStale              401 WEBHOOK_STALE      (a timestamp outside the tolerance: a replay)
 ├── Forbidden
 │   └── GhlReconnectRequired      403 GHL_RECONNECT_REQUIRED   (the location's tokens were refused or removed)
@@ -23,10 +22,6 @@ AppError
 from __future__ import annotations
 
 from bastion.core.errors import BadGateway, Forbidden, NotFound, RateLimited, Unauthorized, ValidationFailed
-
-
-class WebhookSignatureInvalid(Unauthorized):
-    code, title = "WEBHOOK_SIGNATURE_INVALID", "Webhook signature missing or invalid"
 
 
 class WebhookStale(Unauthorized):
