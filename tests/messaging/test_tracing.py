@@ -18,7 +18,7 @@ from bastion.messaging.models import MessageRow
 from bastion.settings import Settings
 from tests.conftest import eventually, serve
 from tests.messaging.conftest import FAST, OPEN_LIMITS, open_window, principals, service_of
-from tests.messaging.fake_whatsapp import status_event
+from tests.messaging.fake_whatsapp import Fail, status_event
 from tests.messaging.test_delivery import send, settled
 from tests.messaging.test_webhooks import post_event
 from tests.messaging.workers import Worker
@@ -54,7 +54,9 @@ def assert_webhook_linked(receiver: OtlpReceiver, api: ReceivedSpan) -> None:
 async def test_one_trace_from_the_post_through_rabbitmq_and_the_worker_to_whatsapp_with_the_webhook_linked(
     amqp_url: str, postgres_url: str, redis_url: str, fake: Any, make_settings: Callable[..., Settings], tmp_path: Path
 ) -> None:
-    """API → outbox → relay publish → RabbitMQ → worker process → WhatsApp call: one trace; the webhook links to it."""
+    """API → outbox → relay publish → RabbitMQ → worker process → WhatsApp call: one trace, the retry after a
+    throttled first call (through a TTL wait queue) included; the webhook links to it."""
+    fake.script(PHONE, Fail(131056))
     prefix = f"t.{uuid.uuid4().hex[:10]}"
     async with OtlpReceiver() as receiver:
         otel = {"endpoint": receiver.endpoint, "sample_ratio": 1.0, "schedule_delay_ms": 50}
@@ -80,19 +82,26 @@ async def test_one_trace_from_the_post_through_rabbitmq_and_the_worker_to_whatsa
         worker = Worker(env, tmp_path / "worker.log").start()
         try:
             await deliver_and_report_read(create_app(settings, extra_modules=(principals,)), fake)
-            await eventually(lambda: receiver.named("upstream whatsapp") and receiver.named("whatsapp.status"), 15)
+            await eventually(
+                lambda: len(receiver.named("upstream whatsapp")) == 2 and receiver.named("whatsapp.status"), 15
+            )
         finally:
             worker.stop()
             await _delete_queues(amqp_url, prefix)
 
     api = one(receiver, "POST /api/messages")
-    publish, process = one(receiver, "messaging.publish"), one(receiver, "messaging.process")
-    call = one(receiver, "upstream whatsapp")
-    assert publish.trace_id == process.trace_id == call.trace_id == api.trace_id
-    assert publish.parent_id == api.span_id and publish.kind == PRODUCER and publish.service == "bastion-worker"
+    publish = one(receiver, "messaging.publish")
+    assert publish.trace_id == api.trace_id and publish.parent_id == api.span_id
+    assert publish.kind == PRODUCER and publish.service == "bastion-worker"
     assert publish.attributes["messaging.destination.name"] == f"{prefix}.work"
-    assert process.parent_id == publish.span_id and process.kind == CONSUMER and process.service == "bastion-worker"
-    assert call.parent_id == process.span_id
+    processes = {s.parent_id: s for s in receiver.named("messaging.process")}
+    throttled = processes[publish.span_id]  # the first delivery, then the one back from the wait queue
+    retried = processes[throttled.span_id]
+    calls = {s.parent_id: s for s in receiver.named("upstream whatsapp")}
+    assert set(calls) == {throttled.span_id, retried.span_id} and len(processes) == 2
+    for span in (throttled, retried, *calls.values()):
+        assert span.trace_id == api.trace_id and span.service == "bastion-worker"
+    assert throttled.kind == retried.kind == CONSUMER
     (received,) = fake.received
     assert received.traceparent is not None and received.traceparent.split("-")[1] == api.trace_id
     assert_webhook_linked(receiver, api)
