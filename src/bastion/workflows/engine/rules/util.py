@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from bastion.workflows.engine.model import Step
@@ -35,18 +35,6 @@ def channel(step: Step) -> str:
         if name in t:
             return name
     return t
-
-
-def walk_strings(value: Any, path: str = "") -> Iterator[tuple[str, str]]:
-    """Every string in a config (path, value), depth first, in key order as given."""
-    if isinstance(value, str):
-        yield path, value
-    elif isinstance(value, Mapping):
-        for k, v in value.items():
-            yield from walk_strings(v, f"{path}.{k}" if path else str(k))
-    elif isinstance(value, list):
-        for i, v in enumerate(value):
-            yield from walk_strings(v, f"{path}[{i}]")
 
 
 def label(step: Step) -> str:
