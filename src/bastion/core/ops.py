@@ -1,5 +1,5 @@
 """Operational routes: health probes, Prometheus metrics, security.txt, the problem-type pages, and the admin
-view of the background jobs (``core/jobs/admin.py``)."""
+view of the background jobs (``core/jobs/admin.py``) and ``POST /cron/{job}`` (``core/jobs/cron.py``)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from bastion.core import errors, metrics
 from bastion.core.edge.asgi import CONTEXT_KEY, RequestContext, RoutePolicy
 from bastion.core.edge.routes import RouteGroup
 from bastion.core.jobs.admin import JOBS_ROUTE_GROUPS, jobs_router
+from bastion.core.jobs.cron import CRON_ROUTE_GROUPS, cron_router
 from bastion.core.platform import Platform
 
 HEALTH_JSON = "application/health+json"
@@ -120,7 +121,11 @@ def _error_types(root: type[errors.AppError]) -> list[type[errors.AppError]]:
 
 
 ops_router = Router(
-    path="/", route_handlers=[health, live, ready, detailed, metrics_endpoint, security_txt, problem_page, jobs_router]
+    path="/",
+    route_handlers=[
+        *(health, live, ready, detailed, metrics_endpoint, security_txt, problem_page),
+        *(jobs_router, cron_router),
+    ],
 )
 
 OPS_ROUTE_GROUPS = [
@@ -131,4 +136,5 @@ OPS_ROUTE_GROUPS = [
     RouteGroup("/problems/{slug}", RoutePolicy(tier="general"), exact=True),
     RouteGroup("/schema", RoutePolicy(tier="general")),
     *JOBS_ROUTE_GROUPS,
+    *CRON_ROUTE_GROUPS,
 ]
