@@ -14,6 +14,7 @@ from pydantic import ValidationError
 
 from bastion.app import Bastion, create_app
 from bastion.cli import main
+from bastion.core.jobs.spec import Periodic
 from bastion.core.module import tier_rates
 from bastion.core.settings import Rate, weak_secret
 from bastion.modules import MODULES
@@ -37,10 +38,16 @@ class Slow:
     def __init__(self) -> None:
         self.started = asyncio.Event()
         self.release = asyncio.Event()
+        self.active = self.most_active = 0
 
     async def __call__(self) -> int:
+        self.active += 1
+        self.most_active = max(self.most_active, self.active)
         self.started.set()
-        await self.release.wait()
+        try:
+            await self.release.wait()
+        finally:
+            self.active -= 1
         return 1
 
 
@@ -139,6 +146,21 @@ async def test_a_job_running_in_this_instance_is_a_409(make_settings):
     assert done.status_code == 200 and done.json()["result"] == 1
 
 
+async def test_a_due_time_during_a_run_now_is_skipped_not_run_twice(make_settings):
+    """The job's own loop reaching its due time while the route runs it skips that time: never two runs at once."""
+    slow = Slow()
+    app = _app(make_settings, Periodic(name="t.slow", every=1.0, jitter=0.0, run=slow))
+    async with serve(app) as http:
+        runner = runner_of(app)
+        first = asyncio.create_task(http.post("/cron/t.slow", headers=AUTH))
+        async with asyncio.timeout(5):
+            await slow.started.wait()
+            await runner.until(lambda: runner.states["t.slow"].skipped >= 1)
+        slow.release.set()
+        done = await first
+    assert done.status_code == 200 and slow.most_active == 1
+
+
 async def test_without_a_secret_the_route_answers_404(make_settings):
     """In development with no secret the route is off: 404 whatever is sent."""
     counter = Counter()
@@ -215,7 +237,5 @@ def test_new_cron_secret_prints_a_strong_secret():
     assert _cron_problems(**PRODUCTION, cron_secret=first) == []
 
 
-def _periodic(name: str, run: Any, **options: Any) -> Any:
-    from bastion.core.jobs.spec import Periodic
-
+def _periodic(name: str, run: Any, **options: Any) -> Periodic:
     return Periodic(name=name, every=3600.0, run=run, **options)
