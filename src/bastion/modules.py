@@ -19,6 +19,7 @@ from bastion.identity.module import MODULE as IDENTITY
 from bastion.messaging.module import MODULE as MESSAGING
 from bastion.secrets.module import MODULE as SECRETS
 from bastion.spark.module import MODULE as SPARK
+from bastion.visitors.module import MODULE as VISITORS
 from bastion.web.module import MODULE as WEB
 from bastion.workflows.module import MODULE as WORKFLOWS
 
@@ -26,4 +27,4 @@ if TYPE_CHECKING:
     from bastion.core.module import Module
     from bastion.settings import Settings
 
-MODULES: tuple[Module[Settings], ...] = (IDENTITY, SECRETS, AI, SPARK, WEB, MESSAGING, BILLING, WORKFLOWS)
+MODULES: tuple[Module[Settings], ...] = (IDENTITY, SECRETS, AI, SPARK, WEB, MESSAGING, VISITORS, BILLING, WORKFLOWS)

@@ -14,6 +14,7 @@ from bastion.identity.settings import IdentitySettings
 from bastion.messaging.settings import MessagingSettings
 from bastion.secrets.settings import SecretsSettings
 from bastion.spark.settings import SparkSettings
+from bastion.visitors.settings import VisitorsSettings
 from bastion.web.settings import WebSettings
 from bastion.workflows.settings import WorkflowsSettings
 
@@ -27,5 +28,6 @@ class Settings(CoreSettings):
     spark: SparkSettings = SparkSettings()
     web: WebSettings = WebSettings()
     messaging: MessagingSettings = MessagingSettings()
+    visitors: VisitorsSettings = VisitorsSettings()
     billing: BillingSettings = BillingSettings()
     workflows: WorkflowsSettings = WorkflowsSettings()

@@ -18,7 +18,7 @@ import pytest
 from prometheus_client import REGISTRY
 
 from bastion.core.errors import BulkheadFull, CircuitOpen
-from bastion.core.http import ResponseStream, classify_http, retry_after
+from bastion.core.http import HttpClients, ResponseStream, classify_http, retry_after
 from bastion.core.resilience import State
 from bastion.core.upstream import Held, Upstream, UpstreamSettings, Verdict
 
@@ -393,3 +393,17 @@ def test_retry_after_counts_down_to_a_future_date():
 
     soon = email.utils.formatdate(time.time() + 60, usegmt=True)
     assert retry_after(httpx.Headers({"Retry-After": soon})) == pytest.approx(60, abs=2)
+
+
+async def test_one_client_name_cannot_point_at_two_hosts():
+    """A second module asking for a taken client name with another base URL gets an error, not the first
+    module's client (which would send its calls to the other host)."""
+    clients = HttpClients()
+    first = clients.client("whatsapp", base_url="https://graph.facebook.com")
+    try:
+        assert clients.client("whatsapp", base_url="https://graph.facebook.com/") is first
+        assert clients.client("whatsapp") is first
+        with pytest.raises(ValueError, match="already exists"):
+            clients.client("whatsapp", base_url="http://127.0.0.1:9")
+    finally:
+        await first.aclose()

@@ -65,7 +65,7 @@ class StandIn:
         def build(ctx: ModuleContext[Any]) -> ModuleParts:
             settings = UpstreamSettings(timeout_seconds=5, retries=0)
             self.client = ctx.platform.http.for_upstream(
-                "whatsapp", settings, base_url=f"http://127.0.0.1:{self.whatsapp_port}"
+                "whatsapp-stand-in", settings, base_url=f"http://127.0.0.1:{self.whatsapp_port}"
             )
             self.upstream = Upstream("whatsapp", settings, classify_http)
 

@@ -79,8 +79,12 @@ class HttpClients:
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> httpx.AsyncClient:
         """The client called ``name``, created on first use with these options (by default 30 s per call,
-        5 s to connect or to wait for a pooled connection; 256 connections, 64 kept alive for 30 s)."""
+        5 s to connect or to wait for a pooled connection; 256 connections, 64 kept alive for 30 s). Asking
+        again for a name already taken with another base URL is a programming error (two callers would share one
+        client and one would call the other's host), so it raises instead of answering the first client."""
         found = self._clients.get(name)
+        if found is not None and base_url and str(found.base_url).rstrip("/") != base_url.rstrip("/"):
+            raise ValueError(f"HTTP client {name!r} already exists for {found.base_url}, not {base_url}")
         if found is None:
             import httpx
 

@@ -24,7 +24,6 @@ Exceptions are recorded as their type only: their messages may carry what the lo
 
 from __future__ import annotations
 
-import ipaddress
 import random
 import threading
 from collections.abc import Iterator, Mapping, MutableMapping, Sequence
@@ -43,10 +42,10 @@ from opentelemetry.trace import NonRecordingSpan, Span, SpanContext, SpanKind, S
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from bastion.core.edge.asgi import RequestContext, Scope
+from bastion.core.edge.context import Network, TrustedPeers
 from bastion.core.logging import redact_text
 from bastion.core.observability.settings import OtelSettings
 
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 _PROPAGATED = (b"traceparent", b"tracestate")
 _propagator = TraceContextTextMapPropagator()
 _NOT_SAMPLED = TraceFlags(TraceFlags.DEFAULT)
@@ -94,7 +93,7 @@ class Tracing:
     ) -> None:
         self.settings = settings
         self.trusted = tuple(trusted_proxies)
-        self._trust_cache: dict[str, bool] = {}
+        self._is_trusted = TrustedPeers(self.trusted)
         resource = Resource.create({"service.name": settings.service_name, "service.version": version})
         self._ids = _EdgeTraceIds()
         self.provider = TracerProvider(
@@ -162,20 +161,6 @@ class Tracing:
             otel_context.detach(handle.token)  # type: ignore[arg-type]
         found = span.get_span_context()
         return trace.format_trace_id(found.trace_id) if found.trace_flags.sampled else None
-
-    def _is_trusted(self, address: str) -> bool:
-        cached = self._trust_cache.get(address)
-        if cached is None:
-            try:
-                ip = ipaddress.ip_address(address)
-            except ValueError:
-                cached = False
-            else:
-                cached = any(ip in net for net in self.trusted)
-            if len(self._trust_cache) > 10_000:
-                self._trust_cache.clear()
-            self._trust_cache[address] = cached
-        return cached
 
     # -- spans the core opens around its own calls --------------------------------------------------------------
 
