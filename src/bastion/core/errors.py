@@ -7,6 +7,7 @@ Our exception hierarchy::
     │   ├── MalformedBody         400 MALFORMED_BODY
     │   └── InvalidHost           400 INVALID_HOST
     ├── Unauthorized              401 UNAUTHORIZED
+    │   └── WebhookSignatureInvalid 401 WEBHOOK_SIGNATURE_INVALID (the modules' webhooks subclass it)
     ├── Forbidden                 403 FORBIDDEN
     ├── NotFound                  404 NOT_FOUND
     ├── MethodNotAllowed          405 METHOD_NOT_ALLOWED
@@ -79,6 +80,13 @@ class InvalidHost(BadRequest):
 
 class Unauthorized(AppError):
     status, code, title = 401, "UNAUTHORIZED", "Authentication required"
+
+
+class WebhookSignatureInvalid(Unauthorized):
+    """A webhook whose signature is missing or does not match; nothing of it was stored. One code for every
+    module's webhooks (each subclasses it), since a client sees the same error."""
+
+    code, title = "WEBHOOK_SIGNATURE_INVALID", "Webhook signature missing or invalid"
 
 
 class Forbidden(AppError):

@@ -2,7 +2,8 @@
 
 AppError
 ├── Unauthorized
-│   └── BadSignature           401 WEBHOOK_SIGNATURE_INVALID   (nothing stored)
+│   └── WebhookSignatureInvalid (core's)
+│       └── BadSignature       401 WEBHOOK_SIGNATURE_INVALID   (nothing stored)
 ├── Forbidden
 │   ├── VerifyTokenMismatch    403 WEBHOOK_VERIFY_FAILED
 │   ├── ContactOptedOut        403 CONTACT_OPTED_OUT
@@ -20,11 +21,11 @@ AppError
 
 from __future__ import annotations
 
-from bastion.core.errors import Conflict, Forbidden, NotFound, Unauthorized, ValidationFailed
+from bastion.core.errors import Conflict, Forbidden, NotFound, ValidationFailed, WebhookSignatureInvalid
 
 
-class BadSignature(Unauthorized):
-    code, title = "WEBHOOK_SIGNATURE_INVALID", "Webhook signature missing or invalid"
+class BadSignature(WebhookSignatureInvalid):
+    """Meta's ``X-Hub-Signature-256`` (core's code, WEBHOOK_SIGNATURE_INVALID)."""
 
 
 class VerifyTokenMismatch(Forbidden):
