@@ -1,4 +1,6 @@
-"""A TCP forwarder a test can cut and restore, to make a real server unreachable on demand."""
+"""A TCP forwarder a test can cut and restore, to make a real server unreachable on demand; or partition, to
+make it silent: connections are still accepted and bytes still taken, but nothing is forwarded or answered
+(a network partition or a hung server, which a client only notices by its own timeout)."""
 
 from __future__ import annotations
 
@@ -13,6 +15,15 @@ class TcpProxy:
         self._server: asyncio.AbstractServer | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._writers: set[asyncio.StreamWriter] = set()
+        self.partitioned = False
+
+    def partition(self) -> None:
+        """From now on nothing crosses, either way, on open connections or new ones; nothing is closed."""
+        self.partitioned = True
+
+    def heal(self) -> None:
+        """End the partition: what is sent from now on crosses again (what was swallowed is lost)."""
+        self.partitioned = False
 
     async def start(self) -> None:
         self._server = await asyncio.start_server(self._handle, "127.0.0.1", self.port)
@@ -31,6 +42,12 @@ class TcpProxy:
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.partitioned:  # accepted, never answered
+            self._writers.add(writer)
+            with contextlib.suppress(ConnectionError, asyncio.CancelledError):
+                while await reader.read(65536):
+                    pass
+            return
         try:
             up_reader, up_writer = await asyncio.open_connection(*self.target)
         except OSError:
@@ -52,9 +69,10 @@ class TcpProxy:
                 self._writers.discard(w)
                 w.transport.abort()
 
-    @staticmethod
-    async def _pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         with contextlib.suppress(ConnectionError, asyncio.CancelledError):
             while data := await reader.read(65536):
+                if self.partitioned:
+                    continue  # swallowed
                 writer.write(data)
                 await writer.drain()

@@ -13,6 +13,7 @@ tools the pieces.
 from __future__ import annotations
 
 import asyncio
+import os
 import weakref
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -22,7 +23,6 @@ from litestar import Litestar
 from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import JsonRenderPlugin
 
 from bastion import __version__
 from bastion.core import logging as core_logging
@@ -36,8 +36,10 @@ from bastion.core.edge.headers import HeadersMiddleware
 from bastion.core.edge.routes import RouteGroup, RouteTable
 from bastion.core.edge.telemetry import TelemetryMiddleware
 from bastion.core.jobs.runner import JobRunner
+from bastion.core.jsonbody import JsonDecoder
 from bastion.core.module import Module, ModuleContext, ModuleParts, check_config, tier_rates
 from bastion.core.observability import hooks
+from bastion.core.openapi import ProblemJsonRenderPlugin, fix_options_allow
 from bastion.core.ops import OPS_ROUTE_GROUPS, ops_router
 from bastion.core.platform import Platform
 from bastion.core.principal import Principal, PrincipalResolver
@@ -80,7 +82,7 @@ def create_app(
     settings = settings or Settings()
     listed: list[Module[Any]] = [*(MODULES if modules is None else modules), *extra_modules]
     core_logging.configure(level=settings.log_level, json=settings.json_logs)
-    problems = check_config(settings, listed)
+    problems = check_config(settings, listed, os.environ)  # the environment too: misspelled BASTION_* names
     for problem in problems:
         (_log.error if problem.severity == "error" else _log.warning)(
             "configuration problem", setting=problem.setting, problem=problem.message
@@ -121,15 +123,20 @@ def create_app(
         },
         lifespan=[_lifespan(platform, settings, listed, parts, jobs)],
         request_class=AppRequest,  # request.context, .principal, .principal_or_none (core/dependencies.py)
-        state=State({"platform": platform, "jobs": jobs}),
+        state=State({"platform": platform, "jobs": jobs, "json_decoder": JsonDecoder(settings.json_max_depth)}),
         openapi_config=OpenAPIConfig(
-            title="Bastion", version=__version__, path="/schema", render_plugins=[JsonRenderPlugin()]
+            title="Bastion",
+            version=__version__,
+            path="/schema",
+            render_plugins=[ProblemJsonRenderPlugin()],  # every error documented as problem+json (core/openapi.py)
+            create_examples=False,
         ),
         request_max_body_size=None,  # the guards stage enforces each route group's limit
         logging_config=None,
         debug=False,
     )
 
+    fix_options_allow(litestar)
     groups: list[RouteGroup] = [*OPS_ROUTE_GROUPS, *(g for p in parts for g in p.route_groups)]
     unknown = sorted({g.policy.tier for g in groups if g.policy.tier is not None} - set(platform.limiter.tiers))
     if unknown:
@@ -138,7 +145,9 @@ def create_app(
     inner: ASGIApp = cast("ASGIApp", litestar)
     for hook in reversed([h for p in parts for h in p.edge_hooks if h.stage == "app"]):
         inner = hook.wrap(inner)  # the first module's hook is the outermost
-    asgi: Any = ErrorBoundaryMiddleware(inner, production=settings.is_production)
+    asgi: Any = ErrorBoundaryMiddleware(
+        inner, production=settings.is_production, write_timeout=settings.response_write_timeout_seconds
+    )
     asgi = AdmissionMiddleware(
         asgi, limiter=platform.limiter if settings.admission.enabled else None, resolver=resolver
     )
@@ -151,6 +160,9 @@ def create_app(
         max_url_length=settings.max_url_length,
         max_header_bytes=settings.max_header_bytes,
         max_body_bytes=settings.max_body_bytes,
+        lifecycle=platform.lifecycle,
+        body_idle_timeout=settings.body_idle_timeout_seconds,
+        body_timeout=settings.body_timeout_seconds,
     )
     asgi = HeadersMiddleware(
         asgi,

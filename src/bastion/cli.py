@@ -13,7 +13,9 @@ from typing import Any
 
 import click
 from pydantic import ValidationError
+from pydantic_settings import SettingsError
 
+from bastion.core.envcheck import explain
 from bastion.core.module import Module
 from bastion.core.module import check_config as config_problems
 from bastion.modules import MODULES
@@ -24,11 +26,10 @@ def load_settings(**server: Any) -> Settings:
     """Settings from the environment, with the server options given on the command line."""
     try:
         settings = Settings()
-    except ValidationError as exc:
+    except (ValidationError, SettingsError) as exc:  # one line per variable, with the expected form
         click.echo("Configuration is invalid:", err=True)
-        for error in exc.errors():
-            location = "__".join(str(part) for part in error["loc"]).upper()
-            click.echo(f"  error: BASTION_{location}: {error['msg']}", err=True)
+        for line in explain(exc, Settings, os.environ):
+            click.echo(f"  error: {line}", err=True)
         sys.exit(2)
     overrides = {k: v for k, v in server.items() if v is not None}
     if overrides:
@@ -43,13 +44,14 @@ def main() -> None:
 
 
 @main.command("check-config")
-def check_config() -> None:
-    """Print every configuration problem; exit 1 if any is an error."""
+@click.option("--strict", is_flag=True, help="Treat warnings as errors (e.g. before a production deploy).")
+def check_config(strict: bool) -> None:
+    """Print every configuration problem; exit 1 if any is an error (or, with --strict, a warning)."""
     settings = load_settings()
-    problems = config_problems(settings, MODULES)
+    problems = config_problems(settings, MODULES, os.environ)
     for problem in problems:
         click.echo(str(problem))
-    errors = [p for p in problems if p.severity == "error"]
+    errors = [p for p in problems if p.severity == "error" or strict]
     mode = "production" if settings.is_production else "development"
     if errors:
         click.echo(f"{len(errors)} error(s) in {mode} mode.", err=True)
@@ -117,7 +119,7 @@ def serve(
 ) -> None:
     """Serve Bastion (the embedded default needs nothing else installed)."""
     settings = load_settings(host=host, port=port, workers=workers, server=server, loop=loop)
-    problems = config_problems(settings, MODULES)
+    problems = config_problems(settings, MODULES, os.environ)
     for problem in problems:
         click.echo(str(problem), err=True)
     if settings.is_production and any(p.severity == "error" for p in problems):
@@ -136,9 +138,11 @@ def serve(
         click.echo("uvloop is not installed here; serving on the asyncio loop", err=True)
         settings = settings.model_copy(update={"server": opts.model_copy(update={"loop": "asyncio"})})
         opts = settings.server
+    base = f"http://{opts.host}:{opts.port}"
     click.echo(
-        f"Bastion serving on http://{opts.host}:{opts.port} ({opts.server}, {opts.loop}, "
-        f"{opts.workers} worker(s), {settings.env})",
+        f"Bastion serving on {base} ({opts.server}, {opts.loop}, {opts.workers} worker(s), {settings.env})\n"
+        f"  web page   {base}/\n  API docs   {base}/docs\n  metrics    {base}/metrics\n"
+        f"  readiness  {base}/health/ready",
         err=True,
     )
     if opts.server == "granian":

@@ -165,10 +165,12 @@ def test_from_settings_defaults_the_active_key_to_the_first(tmp_path):
 
 
 def test_from_settings_refuses_configured_keys_that_are_not_32_bytes(tmp_path):
-    """A configured key that does not decode to 32 bytes is refused."""
-    settings = CryptoSettings(keys={"short": SecretStr(base64.b64encode(os.urandom(16)).decode())})
+    """A configured key that does not decode to 32 bytes is refused (by the settings themselves, so the error
+    names BASTION_CRYPTO__KEYS before any keyring is built)."""
     with pytest.raises(ValueError, match="32 bytes"):
-        Keyring.from_settings(settings, tmp_path)
+        Keyring.from_settings(
+            CryptoSettings(keys={"short": SecretStr(base64.b64encode(os.urandom(16)).decode())}), tmp_path
+        )
 
 
 def test_from_settings_without_keys_generates_a_private_key_file(tmp_path):

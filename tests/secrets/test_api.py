@@ -374,3 +374,24 @@ async def test_postgres_going_away_answers_503_to_create_and_reveal_and_loses_no
         assert int(down.headers["retry-after"]) >= 1
     assert revealed.status_code == 200 and revealed.json()["secret"] == PLAINTEXT
     assert created_again.status_code == 201
+
+
+async def test_a_secret_whose_key_is_gone_answers_a_named_503(make_settings):
+    """Sealed under k1, revealed by a server that has only k2: 503 SECRET_KEY_UNAVAILABLE, not a 500."""
+    from bastion.app import create_app
+    from bastion.core.crypto import new_key
+    from tests.secrets.conftest import FAST_ARGON2, principal_module
+
+    def app(keys: dict[str, str], active: str) -> Any:
+        settings = make_settings(
+            rate_limits=OPEN_LIMITS, secrets=FAST_ARGON2, crypto={"keys": keys, "active_key_id": active}
+        )
+        return create_app(settings, extra_modules=(principal_module,))
+
+    async with serve(app({"k1": new_key()}, "k1")) as http:
+        created = await create(http)
+    async with serve(app({"k2": new_key()}, "k2")) as http:
+        answer = await http.post(f"/api/secrets/{created['id']}/reveal", json={})
+    assert answer.status_code == 503, answer.text
+    assert answer.json()["code"] == "SECRET_KEY_UNAVAILABLE"
+    assert "BASTION_CRYPTO__KEYS" in answer.json()["detail"]

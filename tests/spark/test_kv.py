@@ -195,11 +195,13 @@ async def test_keys_up_to_512_characters(kv_app):
 
 
 async def test_keys_with_control_characters_are_refused(kv_app):
-    """A key with a control character (newline, NUL) is 422 KV_KEY_INVALID."""
+    """A key with a control character (newline) is 422 KV_KEY_INVALID; a NUL (%00) is refused at the edge, as in
+    every URL, with 400 BAD_REQUEST."""
     async with serve(kv_app()) as http:
         newline = await put(http, "a\nb", "1")
         nul = await get(http, "a\x00b")
-    assert newline.status_code == 422 and nul.status_code == 422
+    assert newline.status_code == 422 and newline.json()["code"] == "KV_KEY_INVALID"
+    assert nul.status_code == 400 and nul.json()["code"] == "BAD_REQUEST"
 
 
 async def test_collections_are_separate_namespaces(kv_app):

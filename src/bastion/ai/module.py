@@ -40,5 +40,6 @@ MODULE: Module[Settings] = Module(
     name="ai",
     settings=AiSettings,
     tiers=[Quota("ai", "10/minute")],
+    problems=lambda settings: settings.ai.problems(settings.is_production),
     build=build,
 )

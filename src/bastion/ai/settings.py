@@ -19,6 +19,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
+from bastion.core.settings import Problem
+
 ProviderKind = Literal["openai", "anthropic", "local"]
 LOCAL_PROVIDER = "local"
 LOCAL_MODEL = "bastion-local-dev"
@@ -126,6 +128,24 @@ class AiSettings(BaseModel):
         if self.default_model not in self.models and self.default_model not in self.aliases:
             raise ValueError(f"default_model {self.default_model!r} is not a configured model")
         return self
+
+    def problems(self, production: bool) -> list[Problem]:
+        """In production: a model served by the development ``local`` provider, and anonymous AI calls."""
+        if not production:
+            return []
+        found: list[Problem] = []
+        providers = self.all_providers()
+        local = sorted(
+            name
+            for name, targets in self.models.items()
+            if any(providers[t.partition(":")[0]].kind == LOCAL_PROVIDER for t in targets)
+        )
+        if local:
+            message = f"model(s) {', '.join(local)} served by the development 'local' provider"
+            found.append(Problem("warning", "BASTION_AI__MODELS", message))
+        if self.allow_anonymous:
+            found.append(Problem("warning", "BASTION_AI__ALLOW_ANONYMOUS", "anyone may spend the AI budget"))
+        return found
 
     def all_providers(self) -> dict[str, ProviderSettings]:
         """The configured providers plus the always-available ``local`` one (unless overridden)."""

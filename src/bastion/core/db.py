@@ -104,6 +104,7 @@ class Database:
                 pool_size=settings.db_pool_size,
                 max_overflow=settings.db_max_overflow,
                 timeout=settings.db_timeout_seconds,
+                statement_timeout=settings.db_statement_timeout_seconds,
             ),
             write_timeout=settings.db_timeout_seconds,
         )
@@ -212,7 +213,14 @@ def _ping_idle_connections(engine: AsyncEngine, idle_seconds: float = PING_AFTER
             raise sa_exc.DisconnectionError("the pooled connection did not answer a ping")
 
 
-def create_engine(url: str, *, pool_size: int = 10, max_overflow: int = 10, timeout: float = 5.0) -> AsyncEngine:
+def create_engine(
+    url: str,
+    *,
+    pool_size: int = 10,
+    max_overflow: int = 10,
+    timeout: float = 5.0,
+    statement_timeout: float | None = None,
+) -> AsyncEngine:
     kwargs: dict[str, Any] = {}
     if url.startswith("sqlite"):
         # SQLite: one file, WAL so readers never block the writer, and a busy timeout so writers in other
@@ -239,7 +247,13 @@ def create_engine(url: str, *, pool_size: int = 10, max_overflow: int = 10, time
         max_overflow=max_overflow,
         pool_timeout=timeout,
         pool_recycle=1800,
-        connect_args={"timeout": timeout, "server_settings": {"application_name": "bastion"}},
+        # command_timeout bounds every statement on the client side: a database that accepted the connection
+        # and stopped answering (a partition, a hung failover) would otherwise hold the request forever.
+        connect_args={
+            "timeout": timeout,
+            "command_timeout": statement_timeout,
+            "server_settings": {"application_name": "bastion"},
+        },
     )
     engine = create_async_engine(url, **kwargs)
     _ping_idle_connections(engine)

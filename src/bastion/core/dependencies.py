@@ -28,11 +28,15 @@ from __future__ import annotations
 from typing import Any, cast
 
 from litestar import Request
+from litestar.types import Empty
 
 from bastion.core.edge.asgi import RequestContext, Scope, context
+from bastion.core.jsonbody import JsonDecoder
 from bastion.core.principal import Principal, current_principal, require_principal
 
 __all__ = ["AppRequest"]
+
+_DEFAULT_DECODER = JsonDecoder()
 
 
 class AppRequest(Request[Any, Any, Any]):
@@ -63,3 +67,20 @@ class AppRequest(Request[Any, Any, Any]):
     def principal_or_none(self) -> Principal | None:
         """The caller, None when anonymous (a refused credential is anonymous here too)."""
         return current_principal(self._edge_scope)
+
+    @property
+    def decoder(self) -> JsonDecoder:
+        """The app's JSON decoding policy (``core/jsonbody.py``), for a handler that decodes a raw body itself."""
+        found: JsonDecoder = self.app.state.get("json_decoder", _DEFAULT_DECODER)
+        return found
+
+    async def json(self) -> Any:
+        """The body decoded under the app's policy (Litestar's ``data:`` parameters come from here): invalid
+        UTF-8, nesting past the limit and out-of-range numbers are a 400 problem, never a 500."""
+        if self._json is Empty:
+            state = self._connection_state
+            if state.json is not Empty:
+                self._json = state.json
+            else:
+                self._json = state.json = self.decoder.decode(await self.body() or b"null")
+        return self._json

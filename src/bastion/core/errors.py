@@ -11,6 +11,8 @@ Our exception hierarchy::
     ├── Forbidden                 403 FORBIDDEN
     ├── NotFound                  404 NOT_FOUND
     ├── MethodNotAllowed          405 METHOD_NOT_ALLOWED
+    ├── RequestTimeout            408 REQUEST_TIMEOUT (the body did not arrive in time; the connection closes)
+    │   └── ResponseWriteTimeout  408 RESPONSE_WRITE_TIMEOUT (the client stopped reading; logged, then closed)
     ├── Conflict                  409 CONFLICT
     │   └── IdempotencyInProgress 409 IDEMPOTENCY_IN_PROGRESS
     ├── PayloadTooLarge           413 PAYLOAD_TOO_LARGE
@@ -107,6 +109,14 @@ class Conflict(AppError):
 
 class IdempotencyInProgress(Conflict):
     code, title = "IDEMPOTENCY_IN_PROGRESS", "A request with this Idempotency-Key is still in progress"
+
+
+class RequestTimeout(AppError):
+    status, code, title = 408, "REQUEST_TIMEOUT", "Request body not received in time"
+
+
+class ResponseWriteTimeout(RequestTimeout):
+    code, title = "RESPONSE_WRITE_TIMEOUT", "Response not taken in time"
 
 
 class PayloadTooLarge(AppError):

@@ -25,13 +25,14 @@ types at the top and its routes, service and backends inside ``build``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel
 
+from bastion.core.envcheck import unknown_variables
 from bastion.core.settings import CoreSettings, Problem, Rate
 
 if TYPE_CHECKING:
@@ -178,9 +179,15 @@ def tier_rates(settings: CoreSettings, modules: Sequence[Module[Any]]) -> dict[s
     return table
 
 
-def check_config(settings: S, modules: Sequence[Module[S]]) -> list[Problem]:
-    """Every unsafe or inconsistent setting: the core's, the tier table's and each module's own."""
+def check_config(settings: S, modules: Sequence[Module[S]], environ: Mapping[str, str] | None = None) -> list[Problem]:
+    """Every unsafe or inconsistent setting: the core's, the tier table's, each module's own, and (given the
+    environment) every ``BASTION_*`` variable no setting reads (an error in production, a warning otherwise)."""
     found = list(settings.problems())
+    severity: Literal["error", "warning"] = "error" if settings.is_production else "warning"
+    found.extend(
+        Problem(severity, name, "no setting reads this variable (misspelled?); see docs/operations.md")
+        for name in unknown_variables(type(settings), environ or {})
+    )
     declared = declared_quotas(modules)
     configured = settings.rate_limits.tiers()
     found.extend(

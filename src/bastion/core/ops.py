@@ -15,6 +15,7 @@ from bastion.core.edge.asgi import CONTEXT_KEY, RequestContext, RoutePolicy
 from bastion.core.edge.routes import RouteGroup
 from bastion.core.jobs.admin import JOBS_ROUTE_GROUPS, jobs_router
 from bastion.core.jobs.cron import CRON_ROUTE_GROUPS, cron_router
+from bastion.core.openapi import api_reference
 from bastion.core.platform import Platform
 
 HEALTH_JSON = "application/health+json"
@@ -123,8 +124,16 @@ def _error_types(root: type[errors.AppError]) -> list[type[errors.AppError]]:
 ops_router = Router(
     path="/",
     route_handlers=[
-        *(health, live, ready, detailed, metrics_endpoint, security_txt, problem_page),
-        *(jobs_router, cron_router),
+        health,
+        live,
+        ready,
+        detailed,
+        metrics_endpoint,
+        security_txt,
+        problem_page,
+        api_reference,
+        jobs_router,
+        cron_router,
     ],
 )
 
@@ -135,6 +144,7 @@ OPS_ROUTE_GROUPS = [
     RouteGroup("/.well-known/security.txt", RoutePolicy(tier="general"), exact=True),
     RouteGroup("/problems/{slug}", RoutePolicy(tier="general"), exact=True),
     RouteGroup("/schema", RoutePolicy(tier="general")),
+    RouteGroup("/docs", RoutePolicy(tier="general"), exact=True),
     *JOBS_ROUTE_GROUPS,
     *CRON_ROUTE_GROUPS,
 ]

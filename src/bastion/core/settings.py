@@ -111,8 +111,50 @@ class CryptoSettings(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    keys: dict[str, SecretStr] = {}
+    keys: Annotated[dict[str, SecretStr], NoDecode] = {}
+    """JSON ``{"k1": "<key>"}``, ``k1=<key>,k2=<key>``, or the bare output of ``bastion new-master-key``
+    (then its id is ``k1``)."""
     active_key_id: str | None = None
+    """Defaults to the only key when there is one."""
+
+    @field_validator("keys", mode="before")
+    @classmethod
+    def _key_forms(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        text = value.strip()
+        if text.startswith("{"):
+            import json
+
+            try:
+                return json.loads(text)
+            except ValueError:
+                raise ValueError('not valid JSON; expected {"k1": "<key from bastion new-master-key>"}') from None
+        if "=" in text.rstrip("="):  # base64 ends in '=' padding; a k1=... pair has one before the key
+            pairs = [part.strip().partition("=") for part in text.split(",") if part.strip()]
+            return {kid.strip(): key.strip() for kid, _, key in pairs}
+        return {"k1": text} if text else {}
+
+    @field_validator("keys", mode="after")
+    @classmethod
+    def _keys_are_32_bytes(cls, value: dict[str, SecretStr]) -> dict[str, SecretStr]:
+        import base64
+        import binascii
+
+        for kid, key in value.items():
+            try:
+                raw = base64.b64decode(key.get_secret_value(), validate=True)
+            except binascii.Error:
+                raw = b""
+            if len(raw) != 32:
+                raise ValueError(f"key {kid!r} is not the base64 of 32 bytes (`bastion new-master-key` prints one)")
+        return value
+
+    @model_validator(mode="after")
+    def _only_key_is_active(self) -> CryptoSettings:
+        if self.active_key_id is None and len(self.keys) == 1:
+            object.__setattr__(self, "active_key_id", next(iter(self.keys)))
+        return self
 
 
 class ServerSettings(BaseModel):
@@ -155,6 +197,8 @@ class CoreSettings(BaseSettings):
     max_body_bytes: int = Field(1_048_576, ge=1)
     max_url_length: int = Field(2048, ge=64)
     max_header_bytes: int = Field(8192, ge=1024)
+    json_max_depth: int = Field(64, ge=2, le=512)
+    """How deeply a JSON body may nest arrays and objects (``core/jsonbody.py``); deeper is a 400."""
     allowed_methods: Annotated[list[str], NoDecode] = [
         "GET",
         "HEAD",
@@ -166,6 +210,13 @@ class CoreSettings(BaseSettings):
     ]
 
     shutdown_grace_seconds: float = Field(25.0, gt=0)
+    body_idle_timeout_seconds: float = Field(10.0, gt=0)
+    """Longest wait for the next piece of a request body; then a 408 and the connection closes."""
+    body_timeout_seconds: float = Field(60.0, gt=0)
+    """Longest time to receive a whole request body, however it trickles in; then a 408."""
+    response_write_timeout_seconds: float = Field(30.0, gt=0)
+    """Longest wait for a slow reader to take one large or streamed piece of a response; then the
+    connection is closed."""
     security_contact: str | None = None
     health_token: SecretStr | None = None
     metrics_token: SecretStr | None = None
@@ -182,6 +233,8 @@ class CoreSettings(BaseSettings):
     db_pool_size: int = Field(10, ge=1)
     db_max_overflow: int = Field(10, ge=0)
     db_timeout_seconds: float = Field(5.0, gt=0)
+    db_statement_timeout_seconds: float = Field(15.0, gt=0)
+    """Longest a statement may wait for PostgreSQL's answer (asyncpg's ``command_timeout``); then 503."""
 
     idempotency_ttl_seconds: int = Field(86_400, ge=60)
     auto_migrate: bool | None = None
@@ -295,6 +348,10 @@ class CoreSettings(BaseSettings):
             add("BASTION_ALLOWED_HOSTS", "only local host names are allowed; set the public host names")
         if not self.security_contact:
             add("BASTION_SECURITY_CONTACT", "security.txt needs a contact (mailto: or https: URI)")
+        if self.is_production and self.metrics_token is None:
+            found.append(
+                Problem("warning", "BASTION_METRICS_TOKEN", "/metrics is public; set a token or keep the port private")
+            )
         if self.uses_sqlite and self.server.workers > 1:
             found.append(
                 Problem(

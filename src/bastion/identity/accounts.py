@@ -29,7 +29,7 @@ from bastion.identity.models import Invite, User, utcnow
 from bastion.identity.schemas import AdminUserView, InviteOut
 from bastion.identity.sessions import Sessions
 from bastion.identity.settings import IdentitySettings
-from bastion.identity.validation import login_from, normalise_email, normalise_login
+from bastion.identity.validation import login_from, look_alikes, normalise_email, normalise_login
 from bastion.identity.views import Role, as_admin_view
 
 
@@ -71,6 +71,8 @@ class Accounts:
     ) -> User:
         """A new account; ``invite`` is claimed in the same transaction (a failed insert leaves it unused)."""
         address = normalise_email(email)
+        if await self._any_email_exists(look_alikes(address)):
+            raise InvalidAccountData("email", "This address looks the same as an existing account's; use another.")
         if password is not None:
             self.check_password(password, address)
         chosen = normalise_login(login) if login else None
@@ -105,6 +107,12 @@ class Accounts:
                 if chosen is not None:
                     raise LoginTaken("This login is taken; choose another.") from None
         raise LoginTaken("No free login could be found; choose one.")
+
+    async def _any_email_exists(self, addresses: list[str]) -> bool:
+        if not addresses:
+            return False
+        async with self.db.session() as session:
+            return await session.scalar(select(User.id).where(User.email.in_(addresses)).limit(1)) is not None
 
     async def _email_exists(self, address: str) -> bool:
         async with self.db.session() as session:

@@ -12,10 +12,12 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections.abc import Sequence
+from typing import Any
 
 from sqlalchemy import func, select, update
 
 from bastion.core.db import Database
+from bastion.core.dbguard import DatabaseGuard
 from bastion.core.principal import Principal, require_user
 from bastion.core.text import clean_text
 from bastion.identity import tokens
@@ -32,8 +34,17 @@ _APP = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 
 
 class ApiKeys:
-    def __init__(self, db: Database, *, accounts: Accounts, settings: IdentitySettings, invalidate: Invalidate) -> None:
+    def __init__(
+        self,
+        db: Database,
+        *,
+        accounts: Accounts,
+        settings: IdentitySettings,
+        invalidate: Invalidate,
+        guard: DatabaseGuard | None = None,
+    ) -> None:
         self.db = db
+        self.guard = guard or DatabaseGuard("identity")
         self.accounts = accounts
         self.settings = settings
         self.invalidate = invalidate
@@ -62,6 +73,15 @@ class ApiKeys:
             raise InvalidAccountData("name", "Give the key a name.")
         user = await self.accounts.get_user(user_id)
         now = utcnow()
+        key, token = await self.guard.write(lambda: self._insert(user, wanted, label, app, expires_in_days, now))
+        log.info("api key created", key_id=key.id, user_id=user_id)
+        events.labels("api_key", "created").inc()
+        return as_key_view(key), token
+
+    async def _insert(
+        self, user: Any, wanted: list[str], label: str, app: str | None, expires_in_days: int | None, now: dt.datetime
+    ) -> tuple[ApiKey, str]:
+        user_id = user.id
         async with self.db.transaction() as session:
             live = await session.scalar(
                 select(func.count())
@@ -90,30 +110,36 @@ class ApiKeys:
                 expires_at=expires,
             )
             session.add(key)
-        log.info("api key created", key_id=key_id, user_id=user_id)
-        events.labels("api_key", "created").inc()
-        return as_key_view(key), token
+        return key, token
 
     async def of_user(self, user_id: str) -> list[ApiKeyOut]:
         """The user's live keys (never the keys themselves)."""
-        async with self.db.session() as session:
-            rows = await session.scalars(
-                select(ApiKey)
-                .where(ApiKey.user_id == user_id, ApiKey.revoked_at.is_(None))
-                .order_by(ApiKey.created_at, ApiKey.id)
-            )
-            return [as_key_view(k) for k in rows]
+        query = (
+            select(ApiKey)
+            .where(ApiKey.user_id == user_id, ApiKey.revoked_at.is_(None))
+            .order_by(ApiKey.created_at, ApiKey.id)
+        )
+
+        async def read() -> list[ApiKeyOut]:
+            async with self.db.session() as session:
+                return [as_key_view(k) for k in await session.scalars(query)]
+
+        return await self.guard.read(read)
 
     async def revoke(self, key_id: str, *, actor: Principal | None) -> None:
         """Revoke a key of the caller's (any key for the owner, an admin, or ``actor=None``: the CLI). Takes
         effect on every instance before this returns (see bus.py)."""
-        async with self.db.transaction() as session:
-            query = update(ApiKey).where(ApiKey.id == key_id, ApiKey.revoked_at.is_(None))
-            if actor is not None and not actor.has_role("owner", "admin"):
-                query = query.where(ApiKey.user_id == require_user(actor))
-            done = await session.execute(query.values(revoked_at=utcnow()).returning(ApiKey.id))
-            if done.scalar_one_or_none() is None:
-                raise ApiKeyNotFound("No such API key.")
+        query = update(ApiKey).where(ApiKey.id == key_id, ApiKey.revoked_at.is_(None))
+        if actor is not None and not actor.has_role("owner", "admin"):
+            query = query.where(ApiKey.user_id == require_user(actor))
+
+        async def write() -> None:
+            async with self.db.transaction() as session:
+                done = await session.execute(query.values(revoked_at=utcnow()).returning(ApiKey.id))
+                if done.scalar_one_or_none() is None:
+                    raise ApiKeyNotFound("No such API key.")
+
+        await self.guard.write(write)
         await self.invalidate([f"k:{key_id}"])
         log.info("api key revoked", key_id=key_id)
         events.labels("api_key", "revoked").inc()

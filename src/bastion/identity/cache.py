@@ -11,6 +11,11 @@ Entries live at most ``ttl`` seconds (the safety net for a missed invalidation m
 credential's own expiry; the cache is bounded and evicts its oldest entries first. An entry that is about
 to reach its TTL (not its credential's expiry) is ``due``: the resolver re-reads it in the background while
 it is still served, so a busy credential never makes all its concurrent requests wait on the database.
+
+When the database does not answer, an entry that ended by its TTL less than ``stale_for`` seconds ago is
+still the last known answer: :meth:`stale` gives it to the resolver (never one past its credential's own
+expiry, never one a tag invalidated: a revocation arrives on the bus, not from the database, so it still
+applies, and a gap in the bus clears everything).
 """
 
 from __future__ import annotations
@@ -50,8 +55,11 @@ class Entry:
 
 
 class CredentialCache:
-    def __init__(self, *, ttl: float, max_entries: int, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, *, ttl: float, max_entries: int, clock: Callable[[], float] = time.monotonic, stale_for: float = 0.0
+    ) -> None:
         self.ttl = ttl
+        self.stale_for = stale_for
         self.max_entries = max_entries
         self.clock = clock
         self.epoch = 0
@@ -67,8 +75,9 @@ class CredentialCache:
         if entry is None:
             return None
         if entry.expires <= now:
-            del self._entries[key]
-            return None
+            if not entry.renewable or entry.expires + self.stale_for <= now:
+                del self._entries[key]
+            return None  # kept (renewable, recently ended) only as the last known answer: see stale()
         if entry.epoch != self.epoch:
             if any(self._invalidated.get(tag, _NEVER) >= entry.created for tag in entry.tags):
                 del self._entries[key]
@@ -96,6 +105,17 @@ class CredentialCache:
         renewable = lifetime is None or lifetime > self.ttl
         ttl = self.ttl if renewable or lifetime is None else lifetime
         self._entries[key] = Entry(principal, refusal, tags, created, created + ttl, self.epoch, renewable)
+
+    def stale(self, key: bytes, now: float) -> Entry | None:
+        """The last known answer for ``key`` while the database does not answer: an entry that ended by its TTL
+        (not its credential's expiry) within ``stale_for`` seconds and that no invalidation has touched."""
+        entry = self._entries.get(key)
+        if entry is None or not entry.renewable or not entry.expires <= now < entry.expires + self.stale_for:
+            return None
+        if any(self._invalidated.get(tag, _NEVER) >= entry.created for tag in entry.tags):
+            del self._entries[key]
+            return None
+        return entry
 
     def due(self, entry: Entry, now: float) -> bool:
         """The entry ends within ``renew_window`` by the TTL alone: time to re-read it in the background."""

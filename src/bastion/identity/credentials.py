@@ -16,11 +16,13 @@ import time
 import types
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import jwt
 from sqlalchemy import select
 
 from bastion.core.db import Database, unavailable
+from bastion.core.dbguard import DatabaseGuard
 from bastion.core.errors import AppError, ServiceUnavailable
 from bastion.core.principal import Principal
 from bastion.identity import tokens
@@ -40,21 +42,31 @@ class Resolution:
     tags: tuple[str, ...] = ()
     lifetime: float | None = None
     cacheable: bool = True
+    outage: bool = False
+    """The database did not answer: the resolver may serve the cache's last known answer instead."""
 
 
 def _unavailable(exc: BaseException) -> Resolution:
     """A lookup that failed for want of a database: recorded for the route guard (503), never cached."""
-    error: AppError | None = unavailable(exc)
+    error: AppError | None = exc if isinstance(exc, AppError) else unavailable(exc)  # CircuitOpen is already one
     if error is None:
         log.error("credential lookup failed", exc_info=exc)
         error = ServiceUnavailable("Credentials cannot be checked right now.", retry_after=5)
     found: AppError = error
-    return Resolution(None, lambda: found, cacheable=False)
+    return Resolution(None, lambda: found, cacheable=False, outage=True)
 
 
 class Credentials:
-    def __init__(self, db: Database, *, signer: tokens.Signer, services: Mapping[str, ServiceCredential]) -> None:
+    def __init__(
+        self,
+        db: Database,
+        *,
+        signer: tokens.Signer,
+        services: Mapping[str, ServiceCredential],
+        guard: DatabaseGuard | None = None,
+    ) -> None:
         self.db = db
+        self.guard = guard or DatabaseGuard("identity")  # a database that does not answer: 503 (or the cache) at once
         self.signer = signer
         self.services = {
             tokens.digest(cred.secret.get_secret_value()): Principal(
@@ -73,12 +85,7 @@ class Credentials:
         if key_id is None:
             return Resolution(None, refusal)
         try:
-            async with self.db.session() as session:
-                row = (
-                    await session.execute(
-                        select(ApiKey, User).join(User, User.id == ApiKey.user_id).where(ApiKey.id == key_id)
-                    )
-                ).one_or_none()
+            row = await self.guard.read(lambda: self._key_and_user(key_id))
         except Exception as exc:  # the resolver must answer: a lookup failure is recorded, not raised
             return _unavailable(exc)
         if row is None:
@@ -115,6 +122,16 @@ class Credentials:
         lifetime = (key.expires_at - now).total_seconds() if key.expires_at is not None else None
         return Resolution(principal, tags=tags, lifetime=lifetime)
 
+    async def _key_and_user(self, key_id: str) -> Any:
+        async with self.db.session() as session:
+            query = select(ApiKey, User).join(User, User.id == ApiKey.user_id).where(ApiKey.id == key_id)
+            return (await session.execute(query)).one_or_none()
+
+    async def _session_and_user(self, session_id: str) -> Any:
+        async with self.db.session() as session:
+            query = select(AuthSession, User).join(User, User.id == AuthSession.user_id)
+            return (await session.execute(query.where(AuthSession.id == session_id))).one_or_none()
+
     async def resolve_access_token(self, token: str, *, via: str) -> Resolution:
         try:
             claims = self.signer.verify(token)
@@ -128,14 +145,7 @@ class Credentials:
         tags = (f"u:{user_id}", f"s:{session_id}")
         lifetime = float(claims["exp"]) - time.time()
         try:
-            async with self.db.session() as session:
-                row = (
-                    await session.execute(
-                        select(AuthSession, User)
-                        .join(User, User.id == AuthSession.user_id)
-                        .where(AuthSession.id == session_id)
-                    )
-                ).one_or_none()
+            row = await self.guard.read(lambda: self._session_and_user(session_id))
         except Exception as exc:  # the resolver must answer: a lookup failure is recorded, not raised
             return _unavailable(exc)
         if (

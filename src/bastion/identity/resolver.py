@@ -134,6 +134,10 @@ class IdentityResolver:
             return found
         # Concurrent requests with the same credential share one database read.
         resolution = await self._flight.do(key, lambda: self._lookup(key, token, via))
+        if resolution.outage:
+            last = self.cache.stale(key, time.monotonic())
+            if last is not None and last.principal is not None:
+                return last.principal  # the last known answer, for a bounded time (cache.py, stale_for)
         principal = resolution.principal
         if principal is None:
             if resolution.refusal is not None:

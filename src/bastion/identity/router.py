@@ -29,7 +29,7 @@ from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 from litestar.response import Redirect
 
 from bastion.core.dependencies import AppRequest
-from bastion.core.errors import MalformedBody, ValidationFailed
+from bastion.core.pagination import Limit, Offset, Page
 from bastion.core.principal import require_role_of, require_scope_of, require_user
 from bastion.identity.errors import CsrfFailed, InvalidToken, RefreshRejected
 from bastion.identity.schemas import (
@@ -133,12 +133,8 @@ async def _optional_body(request: AppRequest, kind: type[RefreshIn]) -> RefreshI
     raw = await request.body()
     if not raw.strip():
         return kind()
-    try:
-        return msgspec.json.decode(raw, type=kind)
-    except msgspec.ValidationError as exc:
-        raise ValidationFailed(str(exc), extra={"errors": [{"field": "", "message": str(exc)}]}) from None
-    except msgspec.DecodeError:
-        raise MalformedBody("The body is not valid JSON.") from None
+    decoded: RefreshIn = request.decoder.decode(raw, type=kind)
+    return decoded
 
 
 def _csrf_sent(request: AppRequest, identity: IdentityParts) -> str:
@@ -310,9 +306,9 @@ async def create_key(request: AppRequest, data: JSONBody[ApiKeyIn], identity: Id
 
 
 @get("/api/keys")
-async def list_keys(request: AppRequest, identity: Identity) -> list[ApiKeyOut]:
+async def list_keys(request: AppRequest, identity: Identity, limit: Limit = 100, offset: Offset = 0) -> list[ApiKeyOut]:
     principal = require_scope_of(request.principal, "keys")
-    return await identity.api_keys.of_user(require_user(principal))
+    return Page(limit, offset).slice(await identity.api_keys.of_user(require_user(principal)))
 
 
 @delete("/api/keys/{key_id:str}", status_code=204)
@@ -325,8 +321,8 @@ async def revoke_key(request: AppRequest, key_id: FromPath[str], identity: Ident
 async def list_users(
     request: AppRequest,
     identity: Identity,
-    limit: FromQuery[Annotated[int, msgspec.Meta(ge=1, le=500)]] = 100,
-    offset: FromQuery[Annotated[int, msgspec.Meta(ge=0)]] = 0,
+    limit: Limit = 100,
+    offset: Offset = 0,
 ) -> list[AdminUserView]:
     require_role_of(request.principal, "owner", "admin")
     return await identity.accounts.list_users(limit=limit, offset=offset)

@@ -209,6 +209,9 @@ class IdentitySettings(BaseModel):
     """Longest an instance trusts a verified credential without asking the database again. Revocation is
     pushed to every instance at once (Redis pub/sub or PostgreSQL NOTIFY); this bounds a missed message."""
     cache_max_entries: int = Field(20_000, ge=100)
+    cache_stale_seconds: float = Field(60.0, ge=0, le=3600)
+    """While the database does not answer, a credential whose cache entry ended less than this ago is still
+    accepted (its last known answer); revocations still apply, as they arrive on the bus."""
     touch_interval_seconds: float = Field(30.0, gt=0)
     """How often last-used (keys) and last-seen (users) times are written, batched."""
 
@@ -269,6 +272,10 @@ class IdentitySettings(BaseModel):
                     "BASTION_IDENTITY__PUBLIC_URL",
                     "set the https origin OAuth redirect URIs are built on (not the Host header)",
                 )
+            )
+        if production and self.registration == "open":
+            found.append(
+                Problem("warning", "BASTION_IDENTITY__REGISTRATION", "anyone may register; 'invite' or 'closed'?")
             )
         if not self.login_redirect.startswith("/") and not self.login_redirect.startswith("https://"):
             found.append(Problem(severity, "BASTION_IDENTITY__LOGIN_REDIRECT", "a path or an https URL"))

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 import unicodedata
+
+import idna
+from confusable_homoglyphs import confusables  # type: ignore[import-untyped]
 
 from bastion.identity.errors import InvalidAccountData
 
@@ -13,22 +17,44 @@ _LOGIN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,38}$")
 
 
 def normalise_email(raw: str) -> str:
-    """The canonical form of an address: NFC, trimmed, lower-cased, and syntactically valid.
+    """The canonical form of an address: NFC, trimmed, lower-cased, syntactically valid, its domain mapped by
+    UTS 46 (so ``owner@`` + a fullwidth ``l`` (U+FF4C) + ``ocalhost`` is ``owner@localhost``) and in one script
+    per label (so ``owner@l`` + a Cyrillic ``o`` (U+043E) + ``calhost`` is refused).
 
-    Hand-rolled (a pragmatic subset of RFC 5321: dot-atom local part, IDNA domain): email-validator would be
-    a new dependency for a dozen lines, and its deliverability (DNS) checks do not belong on a login path.
+    Hand-rolled (a pragmatic subset of RFC 5321: dot-atom ASCII local part, IDNA domain): email-validator would
+    be a new dependency for a dozen lines, and its deliverability (DNS) checks do not belong on a login path.
     """
     text = unicodedata.normalize("NFC", raw).strip().lower()
     local, at, domain = text.rpartition("@")
     if not at or len(local) > 64 or not _EMAIL_LOCAL.match(local):
         raise InvalidAccountData("email", "This is not a valid email address.")
     try:
-        ascii_domain = domain.encode("idna").decode("ascii")
-    except UnicodeError:
+        ascii_domain = idna.encode(domain, uts46=True, std3_rules=True).decode("ascii")
+        domain = idna.decode(ascii_domain)
+    except (idna.IDNAError, UnicodeError):
         raise InvalidAccountData("email", "This is not a valid email address.") from None
     if len(ascii_domain) > 253 or not all(_DOMAIN_LABEL.match(label) for label in ascii_domain.split(".")):
         raise InvalidAccountData("email", "This is not a valid email address.")
+    if not domain.isascii() and any(confusables.is_mixed_script(label) for label in domain.split(".")):
+        raise InvalidAccountData("email", "The domain mixes scripts (such as Latin and Cyrillic) in one label.")
     return f"{local}@{domain}"
+
+
+def look_alikes(address: str, most: int = 32) -> list[str]:
+    """The ASCII addresses ``address`` could be mistaken for: each character of its domain that looks like an
+    ASCII letter or digit replaced by one it looks like (a Cyrillic ``a`` (U+0430) by ``a``; a palochka (U+04CF)
+    by ``l``, ``i`` or ``1``), at most ``most`` of them; empty for an ASCII domain."""
+    local, _, domain = address.rpartition("@")
+    if domain.isascii():
+        return []
+    choices: list[list[str]] = []
+    for ch in domain:
+        similar: list[str] = []
+        for form in {ch, ch.upper()} if not ch.isascii() else ():  # the upper case has its own look-alikes
+            for found in confusables.is_confusable(form, preferred_aliases=["latin"], greedy=True) or []:
+                similar += [g["c"].lower() for g in found["homoglyphs"] if g["c"].isascii() and g["c"].isalnum()]
+        choices.append(sorted(set(similar))[:3] or [ch])
+    return [f"{local}@{''.join(combo)}" for combo in itertools.islice(itertools.product(*choices), most)]
 
 
 def loose_email(raw: str) -> str:

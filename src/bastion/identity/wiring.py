@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING
 
+from bastion.core.dbguard import DatabaseGuard
 from bastion.core.passwords import Passwords
 from bastion.core.ratelimit import Limiter, Tier
 from bastion.core.resilience import CircuitBreaker
@@ -55,7 +56,9 @@ class IdentityParts:
             max_concurrent=config.argon2_max_concurrent,
         )
         self.signer = tokens.Signer(_signing_keys(config, platform.keyring), issuer=config.jwt_issuer)
-        self.cache = CredentialCache(ttl=config.cache_ttl_seconds, max_entries=config.cache_max_entries)
+        self.cache = CredentialCache(
+            ttl=config.cache_ttl_seconds, max_entries=config.cache_max_entries, stale_for=config.cache_stale_seconds
+        )
         self.bus = _bus(platform, settings, self.cache)
         self.providers = {
             name: OAuthProvider(name, provider, timeout=config.oauth_timeout_seconds)
@@ -67,7 +70,8 @@ class IdentityParts:
         self.accounts = Accounts(
             db, passwords=passwords, settings=config, sessions=self.sessions, invalidate=invalidate
         )
-        self.api_keys = ApiKeys(db, accounts=self.accounts, settings=config, invalidate=invalidate)
+        self.db_guard = DatabaseGuard("identity")  # the module's breaker over its database paths
+        self.api_keys = ApiKeys(db, accounts=self.accounts, settings=config, invalidate=invalidate, guard=self.db_guard)
         self.signin = SignIn(
             db,
             store=platform.store,
@@ -79,7 +83,7 @@ class IdentityParts:
             providers=self.providers,
             settings=config,
         )
-        self.credentials = Credentials(db, signer=self.signer, services=config.services)
+        self.credentials = Credentials(db, signer=self.signer, services=config.services, guard=self.db_guard)
         self.last_used = LastUsed(db)
         self.resolver = IdentityResolver(
             credentials=self.credentials,

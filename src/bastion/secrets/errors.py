@@ -13,7 +13,8 @@ AppError
 │   ├── SecretLocked          429 SECRET_LOCKED           (Retry-After)
 │   └── LiveLimitReached      429 LIVE_SECRETS_LIMIT
 └── ServiceUnavailable
-    └── StorageFull           503 SECRETS_STORAGE_FULL    (Retry-After)
+    ├── StorageFull           503 SECRETS_STORAGE_FULL    (Retry-After)
+    └── SecretKeyUnavailable  503 SECRET_KEY_UNAVAILABLE  (its master key is not configured, or it does not decrypt)
 """
 
 from __future__ import annotations
@@ -55,3 +56,10 @@ class LiveLimitReached(RateLimited):
 
 class StorageFull(ServiceUnavailable):
     code, title = "SECRETS_STORAGE_FULL", "Secret storage is full"
+
+
+class SecretKeyUnavailable(ServiceUnavailable):
+    """The secret was sealed under a master key this server does not have (removed from BASTION_CRYPTO__KEYS),
+    or its ciphertext does not authenticate: an operator's problem, named, rather than a 500."""
+
+    code, title = "SECRET_KEY_UNAVAILABLE", "The key for this secret is not available"

@@ -20,6 +20,7 @@ from litestar.params import FromPath, HeaderParameter, JSONBody
 from bastion.core.dependencies import AppRequest
 from bastion.core.errors import Forbidden
 from bastion.core.idempotency import IdempotencyMiddleware
+from bastion.core.pagination import limit_param
 from bastion.secrets.schemas import (
     CreatedSecret,
     CreateSecretRequest,
@@ -97,11 +98,15 @@ async def secret_audit(
 
 
 @get("/api/secrets")
-async def list_secrets(request: AppRequest, secrets_service: NamedDependency[SecretsService]) -> list[OwnedSecret]:
+async def list_secrets(
+    request: AppRequest,
+    secrets_service: NamedDependency[SecretsService],
+    limit: Annotated[int, limit_param(200)] = 200,
+) -> list[OwnedSecret]:
     owner = request.principal.user_id
     if owner is None:
         raise Forbidden("Only a user (or a user's API key) owns secrets.")
-    return await secrets_service.owned(owner)
+    return await secrets_service.owned(owner, limit)
 
 
 route_handlers = [create_secret, secret_metadata, reveal_secret, burn_secret, secret_audit, list_secrets]

@@ -30,7 +30,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from bastion.core import db, metrics
-from bastion.core.crypto import Keyring
+from bastion.core.crypto import DecryptionError, Keyring
 from bastion.core.errors import DependencyUnavailable, validation_errors
 from bastion.core.logging import get_logger
 from bastion.core.passwords import Passwords
@@ -42,6 +42,7 @@ from bastion.secrets.errors import (
     InvalidSecret,
     PassphraseInvalid,
     PassphraseRequired,
+    SecretKeyUnavailable,
     SecretLocked,
     SecretNotFound,
 )
@@ -302,7 +303,10 @@ class SecretsService:
         if not isinstance(outcome, Claim):
             raise SecretNotFound
         _events.labels("revealed").inc()
-        plaintext = self.keyring.decrypt(outcome.ciphertext, context=self._context(secret_id))
+        try:
+            plaintext = self.keyring.decrypt(outcome.ciphertext, context=self._context(secret_id))
+        except DecryptionError:
+            raise SecretKeyUnavailable("Sealed with a master key this server lacks (BASTION_CRYPTO__KEYS).") from None
         text = (
             base64.urlsafe_b64encode(plaintext).rstrip(b"=").decode()
             if outcome.client_encrypted

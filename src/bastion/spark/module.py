@@ -26,6 +26,7 @@ def build(ctx: ModuleContext[Settings]) -> ModuleParts:
     from bastion.core.edge.asgi import RoutePolicy
     from bastion.core.edge.routes import RouteGroup
     from bastion.core.jobs.spec import Periodic
+    from bastion.core.jsonbody import JsonDecoder
     from bastion.core.module import EdgeHook
     from bastion.spark.apps import AppRegistry
     from bastion.spark.hosting import HostedAppsMiddleware
@@ -33,7 +34,7 @@ def build(ctx: ModuleContext[Settings]) -> ModuleParts:
     from bastion.spark.service import KvService
 
     config = ctx.settings.spark
-    kv = KvService(ctx.platform.db, config)
+    kv = KvService(ctx.platform.db, config, JsonDecoder(ctx.settings.json_max_depth))
     registry = AppRegistry(ctx.platform.db, config)
     return ModuleParts(
         route_handlers=route_handlers,

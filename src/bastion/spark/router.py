@@ -31,7 +31,7 @@ from litestar.params import FromPath, FromQuery
 from litestar.response import Stream
 
 from bastion.core.dependencies import AppRequest
-from bastion.core.errors import MalformedBody
+from bastion.core.errors import MalformedBody, ValidationFailed
 from bastion.spark.apps import HostedApp
 from bastion.spark.errors import InvalidKey
 from bastion.spark.hosting import HOSTED_KEY
@@ -41,7 +41,6 @@ from bastion.spark.service import KvService, Namespace, namespace_of, record_loa
 KV_PATH = "/_spark/kv"
 DB_PATH = "/_spark/db"
 _KV_PREFIX = (KV_PATH + "/").encode()
-_decode_loaded = msgspec.json.Decoder(Loaded).decode
 
 
 _encode = msgspec.json.encode
@@ -145,8 +144,8 @@ def spark_user(request: AppRequest) -> SparkUser | None:
 @post("/_spark/loaded", status_code=204)
 async def spark_loaded(request: AppRequest) -> None:
     try:
-        loaded = _decode_loaded(await request.body() or b"{}")
-    except msgspec.DecodeError:
+        loaded = request.decoder.decode(await request.body() or b"{}", type=Loaded)
+    except ValidationFailed:  # Spark's client expects a 400 for any body it did not mean to send
         raise MalformedBody('Send {"url": ..., "load_ms": ...} as JSON.') from None
     record_load(loaded.load_ms)
 

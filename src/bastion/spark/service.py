@@ -20,12 +20,14 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-import msgspec
 from sqlalchemy import delete, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from bastion.core import metrics
 from bastion.core.db import Database
+from bastion.core.dbguard import DatabaseGuard
+from bastion.core.errors import MalformedBody
+from bastion.core.jsonbody import JsonDecoder
 from bastion.core.principal import Principal
 from bastion.core.text import has_control_chars
 from bastion.spark.errors import InvalidCollection, InvalidKey, InvalidValue, KeyNotFound, ValueTooLarge
@@ -84,9 +86,11 @@ def _text(value: Any) -> str | None:
 
 
 class KvService:
-    def __init__(self, db: Database, settings: SparkSettings) -> None:
+    def __init__(self, db: Database, settings: SparkSettings, decoder: JsonDecoder | None = None) -> None:
         self.db = db
         self.settings = settings
+        self.decoder = decoder or JsonDecoder()
+        self.guard = DatabaseGuard("spark")  # a partitioned database answers 503 at once, not after its timeout
         self._insert: Any = postgresql.insert if db.dialect == "postgresql" else sqlite.insert
 
     def check_key(self, key: str) -> str:
@@ -101,8 +105,8 @@ class KvService:
                 extra={"max_bytes": self.settings.max_value_bytes},
             )
         try:
-            msgspec.json.decode(body)  # validates the JSON and its UTF-8 in one pass
-        except msgspec.DecodeError:
+            self.decoder.decode(body)  # validates the JSON and its UTF-8 in one pass, under the app's policy
+        except MalformedBody:
             raise InvalidValue("The value must be JSON text, as JSON.stringify produces it.") from None
         return body.decode()
 
@@ -130,8 +134,12 @@ class KvService:
             )
             if after is not None:
                 query = query.where(KvEntry.key > after)
-            async with self.db.session() as session:
-                page = [(row[0], row[1]) for row in (await session.execute(query)).all()]
+
+            async def read(query: Any = query) -> list[tuple[str, str]]:
+                async with self.db.session() as session:
+                    return [(row[0], row[1]) for row in (await session.execute(query)).all()]
+
+            page = await self.guard.read(read)
             if page:
                 yield page
             if len(page) < size:
@@ -140,12 +148,16 @@ class KvService:
 
     async def get(self, space: Namespace, key: str) -> str:
         self.check_key(key)
-        async with self.db.session() as session:
-            value = await session.scalar(
-                select(KvEntry.value).where(
-                    KvEntry.app == space.app, KvEntry.collection == space.collection, KvEntry.key == key
-                )
-            )
+        query = select(KvEntry.value).where(
+            KvEntry.app == space.app, KvEntry.collection == space.collection, KvEntry.key == key
+        )
+
+        async def read() -> str | None:
+            async with self.db.session() as session:
+                found: str | None = await session.scalar(query)
+                return found
+
+        value = await self.guard.read(read)
         if value is None:
             raise KeyNotFound("No value is stored under this key.")
         return value
@@ -169,18 +181,25 @@ class KvService:
                 index_elements=_PRIMARY_KEY,
                 set_={"value": statement.excluded.value, "updated_at": statement.excluded.updated_at},
             )
-        async with self.db.transaction() as session:
-            result = await session.execute(statement)
-        return bool(getattr(result, "rowcount", 1))
+
+        async def write() -> bool:
+            async with self.db.transaction() as session:
+                result = await session.execute(statement)
+            return bool(getattr(result, "rowcount", 1))
+
+        return await self.guard.write(write)
 
     async def delete(self, space: Namespace, key: str) -> None:
         self.check_key(key)
-        async with self.db.transaction() as session:
-            await session.execute(
-                delete(KvEntry).where(
-                    KvEntry.app == space.app, KvEntry.collection == space.collection, KvEntry.key == key
-                )
-            )
+        statement = delete(KvEntry).where(
+            KvEntry.app == space.app, KvEntry.collection == space.collection, KvEntry.key == key
+        )
+
+        async def write() -> None:
+            async with self.db.transaction() as session:
+                await session.execute(statement)
+
+        await self.guard.write(write)
 
 
 _page_loads = metrics.histogram(

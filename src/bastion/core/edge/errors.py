@@ -6,6 +6,11 @@ dependency) so that a client never sees a server's default page or a traceback. 
 exception is logged once, with the request id and traceback; in production its text never reaches
 the client. If the response had already started, the connection is closed instead (nothing else
 is possible) and the error is still logged once.
+
+It also bounds the response write: a piece of a streamed response, or one larger than ``_SMALL`` bytes
+(which may not fit the socket's buffers), must be taken by the client within ``write_timeout`` seconds, or
+the connection is closed (a slow reader cannot hold a worker). Small single-piece answers go out unwatched:
+the kernel buffers them, and a timer on every response would cost the hot path.
 """
 
 from __future__ import annotations
@@ -13,17 +18,19 @@ from __future__ import annotations
 import asyncio
 
 from bastion.core.edge.asgi import CONTEXT_KEY, ASGIApp, Message, Receive, RequestContext, Scope, Send, send_problem
-from bastion.core.errors import AppError, headers_list, render_unexpected
+from bastion.core.errors import AppError, ResponseWriteTimeout, headers_list, render_unexpected
 from bastion.core.logging import get_logger
 from bastion.core.observability.hooks import report_unexpected
 
 log = get_logger("bastion.errors")
+_SMALL = 65_536
 
 
 class ErrorBoundaryMiddleware:
-    def __init__(self, app: ASGIApp, *, production: bool) -> None:
+    def __init__(self, app: ASGIApp, *, production: bool, write_timeout: float = 30.0) -> None:
         self.app = app
         self.production = production
+        self.write_timeout = write_timeout
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -36,6 +43,13 @@ class ErrorBoundaryMiddleware:
             nonlocal started
             if message["type"] == "http.response.start":
                 started = True
+            elif message.get("more_body", False) or len(message.get("body", b"")) > _SMALL:
+                try:
+                    async with asyncio.timeout(self.write_timeout):
+                        await send(message)
+                except TimeoutError:
+                    raise ResponseWriteTimeout(f"The client took no data for {self.write_timeout} s.") from None
+                return
             await send(message)
 
         try:

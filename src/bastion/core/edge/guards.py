@@ -6,13 +6,19 @@
 * a body larger than the route group's limit → 413, at once from ``Content-Length``, or as soon as a
   chunked body passes the limit, without reading the rest;
 * a body whose ``Content-Type`` the route does not take → 415 (JSON routes take ``application/json``
-  and ``application/*+json``). Malformed JSON is a 400 raised where the body is decoded.
+  and ``application/*+json``). Malformed JSON is a 400 raised where the body is decoded
+  (``core/jsonbody.py``);
+* a NUL (``%00``) in the path or query → 400: no text field accepts one, and PostgreSQL cannot store it;
+* a body that stops arriving for ``body_idle_timeout`` or takes longer than ``body_timeout`` in all →
+  408 with ``Connection: close``; one still arriving a second (``DRAIN_BODY_SECONDS``) after the worker
+  starts draining → 503, so that a trickling client cannot hold the worker past the grace period.
 
 The route group's policy is resolved here and stored on the request context for admission.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 
 from bastion.core.edge.asgi import (
@@ -32,12 +38,19 @@ from bastion.core.errors import (
     AppError,
     BadRequest,
     HeadersTooLarge,
+    MalformedBody,
     MethodNotAllowed,
     PayloadTooLarge,
+    RequestTimeout,
+    ShuttingDown,
     UnsupportedMediaType,
     UriTooLong,
 )
+from bastion.core.lifecycle import Lifecycle
 
+DRAIN_BODY_SECONDS = 1.0
+"""Once the worker drains, how much longer a body still arriving may take (then 503 ``SHUTTING_DOWN``)."""
+_DRAINING = "The server is shutting down; send the request again elsewhere."
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
@@ -51,6 +64,9 @@ class GuardsMiddleware:
         max_url_length: int = 2048,
         max_header_bytes: int = 8192,
         max_body_bytes: int = 1_048_576,
+        lifecycle: Lifecycle | None = None,
+        body_idle_timeout: float = 10.0,
+        body_timeout: float = 60.0,
     ) -> None:
         self.app = app
         self.routes = routes
@@ -59,6 +75,9 @@ class GuardsMiddleware:
         self.max_url = max_url_length
         self.max_headers = max_header_bytes
         self.max_body = max_body_bytes
+        self.lifecycle = lifecycle
+        self.body_idle_timeout = body_idle_timeout
+        self.body_timeout = body_timeout
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -74,6 +93,7 @@ class GuardsMiddleware:
             return
         if method in _BODY_METHODS:
             receive = self._limited(receive, policy.max_body_bytes or self.max_body)
+            receive = self._timed(receive)
         await self.app(scope, receive, send)
 
     def _check(self, scope: Scope, ctx: RequestContext, method: str, policy: RoutePolicy) -> AppError | None:
@@ -83,6 +103,8 @@ class GuardsMiddleware:
         max_url = policy.max_url_length or self.max_url
         if url_length > max_url:
             return UriTooLong(f"The URL is longer than {max_url} bytes.")
+        if b"%00" in (scope.get("raw_path") or b"") or b"%00" in scope.get("query_string", b""):
+            return BadRequest("The URL contains a NUL character (%00), which no parameter accepts.")
         if ctx.header_bytes > self.max_headers:
             return HeadersTooLarge(f"Request headers exceed {self.max_headers} bytes.")
         if method not in _BODY_METHODS:
@@ -113,6 +135,54 @@ class GuardsMiddleware:
             return message
 
         return receive_limited
+
+    def _timed(self, receive: Receive) -> Receive:
+        """``receive`` cut off after ``body_idle_timeout`` of silence, ``body_timeout`` in all, or, once the worker
+        drains, ``DRAIN_BODY_SECONDS`` later (a body already arrived is still read: only a waiting one is cut)."""
+        lifecycle = self.lifecycle
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.body_timeout
+        done = False
+
+        def drain_deadline() -> float:
+            return loop.time() + DRAIN_BODY_SECONDS
+
+        async def receive_timed() -> Message:
+            nonlocal done, deadline
+            if done:
+                return await receive()
+            if lifecycle is not None and lifecycle.draining:
+                deadline = min(deadline, drain_deadline())
+            wait = min(self.body_idle_timeout, deadline - loop.time())
+            try:
+                async with asyncio.timeout(wait) as timer:
+                    unsubscribe = None
+                    if lifecycle is not None:
+                        unsubscribe = lifecycle.subscribe(
+                            lambda: timer.reschedule(min(timer.when() or drain_deadline(), drain_deadline()))
+                        )
+                    try:
+                        message = await receive()
+                    finally:
+                        if unsubscribe is not None:
+                            unsubscribe()
+            except TimeoutError:
+                if lifecycle is not None and lifecycle.draining:
+                    raise _closing(ShuttingDown(_DRAINING)) from None
+                raise _closing(RequestTimeout("The request body did not arrive in time.")) from None
+            if message["type"] == "http.disconnect":
+                # Mid-body: the client left, or the server found the body's framing invalid (granian reports a
+                # bad chunk size this way), which Litestar would answer with a 500.
+                raise _closing(MalformedBody("The body ended before it was complete, or its framing is invalid."))
+            done = not message.get("more_body", False)
+            return message
+
+        return receive_timed
+
+
+def _closing(error: AppError) -> AppError:
+    error.headers["Connection"] = "close"
+    return error
 
 
 def _chunked(scope: Scope) -> bool:

@@ -14,13 +14,14 @@ from typing import TYPE_CHECKING, Annotated, Literal
 
 import msgspec
 from litestar import Router, get
-from litestar.params import FromPath, QueryParameter
+from litestar.params import FromPath
 
 from bastion.core.dependencies import AppRequest
 from bastion.core.edge.asgi import RoutePolicy
 from bastion.core.edge.routes import RouteGroup
 from bastion.core.errors import NotFound
 from bastion.core.jobs.spec import Cron, Periodic
+from bastion.core.pagination import limit_param
 from bastion.core.principal import require_role_of
 
 if TYPE_CHECKING:
@@ -104,7 +105,7 @@ async def list_jobs(request: AppRequest) -> list[JobView]:
 async def job_runs(
     request: AppRequest,
     name: FromPath[str],
-    limit: Annotated[int, QueryParameter(ge=1, le=200)] = 20,
+    limit: Annotated[int, limit_param(200)] = 20,
 ) -> list[JobRunView]:
     """The job's most recent runs, newest first."""
     runner = _runner(request)
