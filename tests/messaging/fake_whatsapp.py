@@ -77,6 +77,8 @@ class Received:
     payload: dict[str, Any]
     at: float
     wamid: str
+    traceparent: str | None = None
+    """The W3C ``traceparent`` header the call carried (tracing on)."""
 
 
 @dataclass
@@ -171,7 +173,7 @@ class FakeWhatsApp:
         if isinstance(behaviour, Slow):
             await asyncio.sleep(behaviour.seconds)
         wamid = f"wamid.HBgL{next(self._serial):012d}"
-        self.received.append(Received(to, payload, time.time(), wamid))
+        self.received.append(Received(to, payload, time.time(), wamid, request.headers.get("traceparent")))
         return web.json_response(
             {
                 "messaging_product": "whatsapp",

@@ -4,6 +4,7 @@ AppError
 ├── BadRequest
 │   └── InvalidSignature        400 STRIPE_SIGNATURE_INVALID   (bad, missing or stale Stripe-Signature)
 ├── NotFound
+│   ├── BillingOff              404 BILLING_NOT_CONFIGURED     (no offers or no Stripe key on this server)
 │   ├── NoSubscription          404 NO_SUBSCRIPTION
 │   └── NoCustomer              404 NO_BILLING_CUSTOMER        (the portal before any checkout)
 ├── Conflict
@@ -13,7 +14,6 @@ AppError
 ├── BadGateway
 │   └── StripeRefused           502 STRIPE_REFUSED             (Stripe answered 4xx to a call of ours)
 └── ServiceUnavailable
-    ├── BillingOff              503 BILLING_NOT_CONFIGURED
     ├── StripeUnavailable       503 STRIPE_UNAVAILABLE         (no answer, or 5xx, after the retries)
     └── EventNotApplied         503 STRIPE_EVENT_NOT_APPLIED   (rolled back; Stripe delivers it again)
 """
@@ -54,7 +54,10 @@ class StripeRefused(BadGateway):
     code, title = "STRIPE_REFUSED", "Stripe refused the request"
 
 
-class BillingOff(ServiceUnavailable):
+class BillingOff(NotFound):
+    """Billing is absent from this server (as a route that does not exist), not down: a 5xx would page
+    an operator and ask clients to retry something that will never work."""
+
     code, title = "BILLING_NOT_CONFIGURED", "Billing is not configured"
 
 

@@ -7,7 +7,7 @@ Our exception hierarchy::
     │   ├── MalformedBody         400 MALFORMED_BODY
     │   └── InvalidHost           400 INVALID_HOST
     ├── Unauthorized              401 UNAUTHORIZED
-    │   └── WebhookSignatureInvalid 401 WEBHOOK_SIGNATURE_INVALID (the modules' webhooks subclass it)
+    │   └── WebhookSignatureInvalid 401 WEBHOOK_SIGNATURE_INVALID (a signed webhook whose signature is missing or wrong)
     ├── Forbidden                 403 FORBIDDEN
     ├── NotFound                  404 NOT_FOUND
     ├── MethodNotAllowed          405 METHOD_NOT_ALLOWED
@@ -85,8 +85,8 @@ class Unauthorized(AppError):
 
 
 class WebhookSignatureInvalid(Unauthorized):
-    """A webhook whose signature is missing or does not match; nothing of it was stored. One code for every
-    module's webhooks (each subclasses it), since a client sees the same error."""
+    """A vendor's webhook (WhatsApp, GoHighLevel, …) whose signature is missing or does not verify: nothing of
+    it is read or stored. One code for every module, so a client (or an alert) reads it the same way."""
 
     code, title = "WEBHOOK_SIGNATURE_INVALID", "Webhook signature missing or invalid"
 

@@ -27,7 +27,8 @@ from typing import TYPE_CHECKING, Any
 
 from bastion.core import metrics
 from bastion.core.logging import get_logger
-from bastion.messaging import ledger
+from bastion.core.observability import propagation
+from bastion.messaging import ledger, traces
 
 if TYPE_CHECKING:
     from bastion.core.db import Database
@@ -101,14 +102,22 @@ class Relay:
             # "queued" before the publish: a consumer may send (and record "sent") before the relay's next
             # transaction; if the publish fails, the rows stay in the outbox and are published again
             await ledger.mark_queued(conn, [message_id for _, message_id in rows], now)
+            carriers = await traces.of_messages(conn, [message_id for _, message_id in rows])
         if not rows:
             return 0
-        await asyncio.gather(*(publish(channel, self.topology.work, message_id) for _, message_id in rows))
+        await asyncio.gather(*(self._publish(channel, message_id, carriers.get(message_id)) for _, message_id in rows))
         async with self.db.begin() as conn:
             await ledger.delete_outbox(conn, [outbox_id for outbox_id, _ in rows])
         _published.inc(len(rows))
         _outbox_lag.observe(max(0.0, self.clock() - now / 1000))
         return len(rows)
+
+    async def _publish(self, channel: Any, message_id: str, carrier: dict[str, str] | None) -> None:
+        """Publish in a PRODUCER span continuing the message's trace; its context goes in the headers."""
+        queue = self.topology.work
+        attributes = {"messaging.system": "rabbitmq", "messaging.destination.name": queue}
+        with propagation.continued(carrier, "messaging.publish", kind="producer", attributes=attributes):
+            await publish(channel, queue, message_id, dict(propagation.inject({})))
 
 
 class Consumer:
@@ -125,12 +134,19 @@ class Consumer:
         self.idle.clear()
         try:
             message_id = message.body.decode()
+            attributes = {"messaging.system": "rabbitmq", "messaging.destination.name": self.topology.work}
             try:
-                outcome = await self.delivery.deliver(message_id)
-                if outcome.kind == "retry":
-                    await publish(channel, self.topology.wait_queue(outcome.delay), message_id)
-                elif outcome.kind == "dead":
-                    await publish(channel, self.topology.dead, message_id)
+                # a CONSUMER span continuing the publisher's (the WhatsApp call is its child); a retry or a
+                # dead letter carries this span's context on
+                with propagation.continued(
+                    message.headers, "messaging.process", kind="consumer", attributes=attributes
+                ):
+                    outcome = await self.delivery.deliver(message_id)
+                    headers = dict(propagation.inject({}))
+                    if outcome.kind == "retry":
+                        await publish(channel, self.topology.wait_queue(outcome.delay), message_id, headers)
+                    elif outcome.kind == "dead":
+                        await publish(channel, self.topology.dead, message_id, headers)
             except Exception as exc:
                 log.warning("messaging.consume_error", message_id=message_id, error=f"{type(exc).__name__}"[:100])
                 await asyncio.sleep(1.0)  # the database or broker is down: do not spin on the redelivery

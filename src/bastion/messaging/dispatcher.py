@@ -19,7 +19,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from bastion.core.logging import get_logger
-from bastion.messaging import ledger
+from bastion.core.observability import propagation
+from bastion.messaging import ledger, traces
 
 if TYPE_CHECKING:
     from bastion.core.db import Database
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
     from bastion.messaging.settings import MessagingSettings
 
 log = get_logger("bastion.messaging")
+_SPAN_ATTRIBUTES = {"messaging.system": "bastion-outbox"}
 
 
 class Dispatcher:
@@ -98,8 +100,9 @@ class Dispatcher:
         async with self.db.begin() as conn:
             rows = await ledger.claim_due(conn, now, min(free, self.settings.dispatcher_batch), self.hold_ms)
             await ledger.mark_queued(conn, [message_id for _, message_id in rows], now)
+            carriers = await traces.of_messages(conn, [message_id for _, message_id in rows])
         for outbox_id, message_id in rows:
-            task = asyncio.create_task(self._one(outbox_id, message_id))
+            task = asyncio.create_task(self._one(outbox_id, message_id, carriers.get(message_id)))
             self._in_flight.add(task)
             task.add_done_callback(self._in_flight.discard)
         return len(rows)
@@ -127,9 +130,11 @@ class Dispatcher:
         await self._record()
         return claimed
 
-    async def _one(self, outbox_id: int, message_id: str) -> None:
+    async def _one(self, outbox_id: int, message_id: str, carrier: dict[str, str] | None = None) -> None:
         try:
-            outcome = await self.delivery.deliver(message_id)
+            # continues the accepting request's trace (the WhatsApp call is a child of this span)
+            with propagation.continued(carrier, "messaging.process", kind="consumer", attributes=_SPAN_ATTRIBUTES):
+                outcome = await self.delivery.deliver(message_id)
         except Exception as exc:
             log.warning("messaging.delivery_error", message_id=message_id, error=type(exc).__name__)
             return  # the claim runs out and the row is tried again

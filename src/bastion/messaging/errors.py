@@ -1,9 +1,6 @@
 """Errors of the messaging module, each with a stable code.
 
 AppError
-├── Unauthorized
-│   └── WebhookSignatureInvalid (core's)
-│       └── BadSignature       401 WEBHOOK_SIGNATURE_INVALID   (nothing stored)
 ├── Forbidden
 │   ├── VerifyTokenMismatch    403 WEBHOOK_VERIFY_FAILED
 │   ├── ContactOptedOut        403 CONTACT_OPTED_OUT
@@ -21,11 +18,7 @@ AppError
 
 from __future__ import annotations
 
-from bastion.core.errors import Conflict, Forbidden, NotFound, ValidationFailed, WebhookSignatureInvalid
-
-
-class BadSignature(WebhookSignatureInvalid):
-    """Meta's ``X-Hub-Signature-256`` (core's code, WEBHOOK_SIGNATURE_INVALID)."""
+from bastion.core.errors import Conflict, Forbidden, NotFound, ValidationFailed
 
 
 class VerifyTokenMismatch(Forbidden):

@@ -74,6 +74,9 @@ class MessageRow(Base):
     idempotency_key: Mapped[str | None] = mapped_column(String(300))
     """The caller's key for this accept (batch: key and index), unique per owner: a retry after a crash
     between the commit and the idempotency record still finds the message."""
+    trace: Mapped[str | None] = mapped_column(String(600))
+    """The W3C trace context of the request that accepted it (JSON ``{"traceparent": …}``), when tracing is on:
+    the relay, the worker and later status webhooks continue or link that trace. NULL when tracing is off."""
 
     __table_args__ = (
         UniqueConstraint("owner_id", "idempotency_key", name="uq_messaging_message_idem"),

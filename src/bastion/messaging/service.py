@@ -25,7 +25,7 @@ import sqlalchemy as sa
 import sqlalchemy.exc as sa_exc
 
 from bastion.core.errors import validation_errors
-from bastion.messaging import ledger
+from bastion.messaging import ledger, traces
 from bastion.messaging.errors import (
     ContactOptedOut,
     ContactSuppressed,
@@ -199,6 +199,7 @@ class Messaging:
                 created_at_ms=now,
                 updated_at_ms=now,
                 idempotency_key=idempotency_key,
+                trace=traces.current(),
             )
         )
         await conn.execute(

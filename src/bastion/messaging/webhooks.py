@@ -27,8 +27,10 @@ import sqlalchemy as sa
 
 from bastion.core import metrics
 from bastion.core.errors import BadRequest
-from bastion.messaging import ledger
-from bastion.messaging.errors import BadSignature, VerifyTokenMismatch
+from bastion.core.errors import WebhookSignatureInvalid as BadSignature
+from bastion.core.observability import propagation
+from bastion.messaging import ledger, traces
+from bastion.messaging.errors import VerifyTokenMismatch
 from bastion.messaging.models import ContactRow, EarlyStatusRow, InboundRow, MessageRow, WebhookEventRow
 from bastion.messaging.whatsapp import QUALITY
 
@@ -148,17 +150,22 @@ class Webhooks:
         error = event.errors[0] if event.errors else None
         code = error.code if error else None
         reason = (error.message or error.title)[:500] if error else None
-        message_id = (await conn.execute(sa.select(MessageRow.id).where(MessageRow.wamid == event.id))).scalar()
-        if message_id is None:
+        found = (
+            await conn.execute(sa.select(MessageRow.id, MessageRow.trace).where(MessageRow.wamid == event.id))
+        ).first()
+        if found is None:
             await conn.execute(
                 sa.insert(EarlyStatusRow).values(
                     wamid=event.id, status=event.status, at_ms=at_ms, code=code, reason=reason
                 )
             )
         else:
-            await ledger.append_status(
-                conn, message_id, event.status, at_ms, source="webhook", code=code, reason=reason
-            )
+            # this request's span, linked to the trace of the request that accepted the message
+            attributes = {"whatsapp.status": event.status}
+            with propagation.linked(traces.carrier_of(found[1]), "whatsapp.status", attributes=attributes):
+                await ledger.append_status(
+                    conn, found[0], event.status, at_ms, source="webhook", code=code, reason=reason
+                )
         if code in QUALITY and event.recipient_id:
             await ledger.suppress_phone(conn, "+" + event.recipient_id, code)
         _events.labels("status", "applied").inc()

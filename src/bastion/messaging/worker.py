@@ -57,6 +57,10 @@ async def run(settings: Settings, *, concurrency: int, stop: asyncio.Event | Non
         loop.add_signal_handler(sig, stop.set)
     config = settings.messaging
     platform = Platform.build(settings, version=__version__)
+    if platform.tracing is not None:
+        from bastion.core.observability import hooks
+
+        hooks.install_tracing(platform.tracing)  # the relay, consumer and WhatsApp call continue messages' traces
     delivery = make_delivery(platform, config, platform.store.namespaced("messaging:"))
     relay, consumer = Relay(platform.db, config), Consumer(delivery, config)
     connection = await connect_with_backoff(settings.amqp_url.get_secret_value(), stop)

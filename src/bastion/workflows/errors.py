@@ -2,7 +2,6 @@
 
 AppError
 ├── Unauthorized
-│   ├── WebhookSignatureInvalid   401 WEBHOOK_SIGNATURE_INVALID (core's, subclassed)
 │   └── WebhookStale              401 WEBHOOK_STALE      (a timestamp outside the tolerance: a replay)
 ├── Forbidden
 │   └── GhlReconnectRequired      403 GHL_RECONNECT_REQUIRED   (the location's tokens were refused or removed)
@@ -22,12 +21,7 @@ AppError
 
 from __future__ import annotations
 
-from bastion.core import errors as core
 from bastion.core.errors import BadGateway, Forbidden, NotFound, RateLimited, Unauthorized, ValidationFailed
-
-
-class WebhookSignatureInvalid(core.WebhookSignatureInvalid):
-    """GoHighLevel's signature (core's code, WEBHOOK_SIGNATURE_INVALID)."""
 
 
 class WebhookStale(Unauthorized):

@@ -30,9 +30,9 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
 from bastion.core.db import Database
-from bastion.core.errors import ValidationFailed
+from bastion.core.errors import ValidationFailed, WebhookSignatureInvalid
 from bastion.core.logging import get_logger
-from bastion.workflows.errors import WebhookSignatureInvalid, WebhookStale
+from bastion.workflows.errors import WebhookStale
 from bastion.workflows.models import ConnectionRow, ReanalysisRow, WebhookEventRow, WorkflowRow
 from bastion.workflows.settings import WorkflowsSettings
 
