@@ -31,6 +31,7 @@ import base64
 import json
 import os
 import re
+import secrets
 import shutil
 import signal
 import statistics
@@ -64,6 +65,7 @@ def bastion_env(data_dir: str, redis: bool) -> dict[str, str]:
         "BASTION_ENV": "production",
         "BASTION_CRYPTO__KEYS": json.dumps({"bench": base64.b64encode(os.urandom(32)).decode()}),
         "BASTION_CRYPTO__ACTIVE_KEY_ID": "bench",
+        "BASTION_CRON_SECRET": secrets.token_urlsafe(32),
         "BASTION_ALLOWED_HOSTS": "127.0.0.1,localhost,bench.example.com",
         "BASTION_SECURITY_CONTACT": "mailto:security@example.com",
         "BASTION_RATE_LIMITS__GENERAL": "1000000000/second",

@@ -35,6 +35,7 @@ import base64
 import json
 import os
 import re
+import secrets
 import shutil
 import statistics
 import subprocess
@@ -62,6 +63,7 @@ def env_for(backend: str, data_dir: Path, database_url: str | None, prefix: str)
         "BASTION_ENV": "production",
         "BASTION_CRYPTO__KEYS": json.dumps({"bench": base64.b64encode(os.urandom(32)).decode()}),
         "BASTION_CRYPTO__ACTIVE_KEY_ID": "bench",
+        "BASTION_CRON_SECRET": secrets.token_urlsafe(32),
         "BASTION_ALLOWED_HOSTS": "127.0.0.1,localhost,bench.example.com",
         "BASTION_SECURITY_CONTACT": "mailto:security@example.com",
         # High enough never to refuse, low enough that the Redis limiter's interval (window / limit, in ms)

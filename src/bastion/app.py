@@ -87,8 +87,9 @@ def create_app(
         (_log.error if problem.severity == "error" else _log.warning)(
             "configuration problem", setting=problem.setting, problem=problem.message
         )
-    if settings.is_production and any(p.severity == "error" for p in problems):
-        raise SystemExit("refusing to start in production with unsafe configuration; run `bastion check-config`")
+    errors = [f"{p.setting}: {p.message}" for p in problems if p.severity == "error"]
+    if settings.is_production and errors:
+        raise SystemExit(f"refusing to start in production with unsafe configuration: {'; '.join(errors)}")
 
     platform = Platform.build(settings, version=__version__, tiers=tier_rates(settings, listed))
     if settings.sentry_dsn is not None:

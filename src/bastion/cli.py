@@ -1,5 +1,5 @@
-"""The ``bastion`` command: serve, migrate, new-migration, check-config, new-master-key, and the commands of
-each module in :data:`bastion.modules.MODULES` (``bastion users …``, ``bastion keys …``)."""
+"""The ``bastion`` command: serve, migrate, new-migration, check-config, new-master-key, new-cron-secret, and the
+commands of each module in :data:`bastion.modules.MODULES` (``bastion users …``, ``bastion keys …``)."""
 
 from __future__ import annotations
 
@@ -89,6 +89,14 @@ def new_master_key() -> None:
     from bastion.core.crypto import new_key
 
     click.echo(new_key())
+
+
+@main.command("new-cron-secret")
+def new_cron_secret() -> None:
+    """Print a fresh secret for BASTION_CRON_SECRET (the Bearer token of ``POST /cron/{job}``)."""
+    import secrets
+
+    click.echo(secrets.token_urlsafe(32))
 
 
 @main.command()

@@ -182,6 +182,7 @@ async def test_production_problem_keeps_the_code_and_a_safe_detail(ai_app, upstr
     app = ai_app(
         env="production",
         crypto={"keys": {"k": key}, "active_key_id": "k"},
+        cron_secret="kY3v9QmTz2LwX8pR4nB7cD1fH6jG5sAe",
         allowed_hosts=["localhost", "api.example.com"],
     )
     async with serve(app) as http:

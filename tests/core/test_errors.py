@@ -7,6 +7,7 @@ from tests.conftest import serve
 PRODUCTION = {
     "env": "production",
     "crypto": {"keys": {"k": "A" * 43 + "="}, "active_key_id": "k"},
+    "cron_secret": "kY3v9QmTz2LwX8pR4nB7cD1fH6jG5sAe",
     "allowed_hosts": ["api.example.com", "localhost"],
 }
 

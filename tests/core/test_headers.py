@@ -35,6 +35,7 @@ async def test_hsts_only_in_production(make_app, make_settings):
     production = make_settings(
         env="production",
         crypto={"keys": {"k": "A" * 43 + "="}, "active_key_id": "k"},
+        cron_secret="kY3v9QmTz2LwX8pR4nB7cD1fH6jG5sAe",
         allowed_hosts=["api.example.com", "localhost"],
     )
     async with serve(make_app(production)) as http:

@@ -13,6 +13,7 @@ from tests.tcp_proxy import TcpProxy
 PRODUCTION = {
     "env": "production",
     "crypto": {"keys": {"k": "A" * 43 + "="}, "active_key_id": "k"},
+    "cron_secret": "kY3v9QmTz2LwX8pR4nB7cD1fH6jG5sAe",
     "allowed_hosts": ["api.example.com", "localhost"],
 }
 

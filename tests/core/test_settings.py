@@ -14,6 +14,7 @@ from bastion.settings import Settings
 SAFE = {
     "env": "production",
     "crypto": {"keys": {"k": "A" * 43 + "="}, "active_key_id": "k"},
+    "cron_secret": "kY3v9QmTz2LwX8pR4nB7cD1fH6jG5sAe",
     "allowed_hosts": ["api.example.com"],
     "security_contact": "mailto:s@example.com",
 }
@@ -98,7 +99,7 @@ def test_development_only_warns():
 def test_production_refuses_to_start_on_unsafe_settings(tmp_path):
     """create_app in production with unsafe settings refuses to build the app."""
     settings = Settings(_env_file=None, **{**SAFE, "crypto": {}, "data_dir": tmp_path})
-    with pytest.raises(SystemExit, match="unsafe configuration"):
+    with pytest.raises(SystemExit, match="unsafe configuration: BASTION_CRYPTO__KEYS"):
         create_app(settings)
 
 

@@ -170,6 +170,7 @@ async def test_cookies_are_secure_in_production(identity_app):
     app = identity_app(
         env="production",
         crypto={"keys": {"k": "A" * 43 + "="}, "active_key_id": "k"},
+        cron_secret="kY3v9QmTz2LwX8pR4nB7cD1fH6jG5sAe",
         allowed_hosts=["api.example.com", "localhost"],
     )
     async with serve(app) as http:

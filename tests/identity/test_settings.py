@@ -14,6 +14,7 @@ from bastion.settings import Settings
 SAFE: dict[str, Any] = {
     "env": "production",
     "crypto": {"keys": {"k": "A" * 43 + "="}, "active_key_id": "k"},
+    "cron_secret": "kY3v9QmTz2LwX8pR4nB7cD1fH6jG5sAe",
     "allowed_hosts": ["api.example.com"],
     "security_contact": "mailto:s@example.com",
 }

@@ -17,6 +17,7 @@ from tests.modules.notes.app import APP_MODULES, NotesAppSettings
 SAFE_PRODUCTION = {
     "env": "production",
     "crypto": {"keys": {"k": "A" * 43 + "="}, "active_key_id": "k"},
+    "cron_secret": "kY3v9QmTz2LwX8pR4nB7cD1fH6jG5sAe",
     "allowed_hosts": ["api.example.com"],
     "security_contact": "mailto:s@example.com",
 }

@@ -17,11 +17,18 @@ pytestmark = pytest.mark.slow
 
 # no master key, '*' CORS with credentials, only local allowed hosts (the default), no security contact
 UNSAFE: dict[str, str] = {"env": "production", "cors_origins": "*", "cors_allow_credentials": "true"}
-UNSAFE_SETTINGS = ("BASTION_CRYPTO__KEYS", "BASTION_CORS_ORIGINS", "BASTION_ALLOWED_HOSTS", "BASTION_SECURITY_CONTACT")
+UNSAFE_SETTINGS = (
+    "BASTION_CRYPTO__KEYS",
+    "BASTION_CORS_ORIGINS",
+    "BASTION_ALLOWED_HOSTS",
+    "BASTION_SECURITY_CONTACT",
+    "BASTION_CRON_SECRET",
+)
 SAFE: dict[str, str] = {
     "env": "production",
     "crypto__keys": '{"k1": "' + base64.b64encode(b"k" * 32).decode() + '"}',
     "crypto__active_key_id": "k1",
+    "cron_secret": "kY3v9QmTz2LwX8pR4nB7cD1fH6jG5sAe",
     "allowed_hosts": "api.example.com",
     "cors_origins": "https://app.example.com",
     "cors_allow_credentials": "true",

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -24,16 +25,20 @@ GUARD = {"Authorization": "Bearer user-gus"}
 HOST_PHONE = "+15550001111"
 VISITOR_PHONE = "+15551234567"
 LIMITS = {**OPEN_LIMITS, "visitors_gate": "100000/minute", "visitors_upload": "100000/minute"}
+CRON_SECRET = secrets.token_urlsafe(32)
+"""BASTION_CRON_SECRET of the test apps (core's ``POST /cron/{job}``)."""
 TEMPLATES = {"visitor_pass": 4, "visitor_arrived": 2, "visitor_reminder": 3, "visitor_digest": 3}
 
 
 @pytest.fixture
 def make_visitors_app(make_settings: Callable[..., Settings], database: dict[str, Any]) -> Callable[..., Bastion]:
     def build(fake: Any = None, **overrides: Any) -> Bastion:
-        messaging = {"pair_interval_seconds": 0, **FAST, "cron_secret": "c" * 32, **overrides.pop("messaging", {})}
+        messaging = {"pair_interval_seconds": 0, **FAST, **overrides.pop("messaging", {})}
         if fake is not None:
             messaging["whatsapp"] = fake.settings()
-        settings = make_settings(rate_limits=LIMITS, messaging=messaging, **{**database, **overrides})
+        settings = make_settings(
+            rate_limits=LIMITS, messaging=messaging, **{"cron_secret": CRON_SECRET, **database, **overrides}
+        )
         return create_app(settings, extra_modules=(principals,))
 
     return build

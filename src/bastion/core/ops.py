@@ -1,5 +1,5 @@
 """Operational routes: health probes, Prometheus metrics, security.txt, the problem-type pages, and the admin
-view of the background jobs (``core/jobs/admin.py``)."""
+view of the background jobs (``core/jobs/admin.py``) and ``POST /cron/{job}`` (``core/jobs/cron.py``)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from bastion.core import errors, metrics
 from bastion.core.edge.asgi import CONTEXT_KEY, RequestContext, RoutePolicy
 from bastion.core.edge.routes import RouteGroup
 from bastion.core.jobs.admin import JOBS_ROUTE_GROUPS, jobs_router
+from bastion.core.jobs.cron import CRON_ROUTE_GROUPS, cron_router
 from bastion.core.openapi import api_reference
 from bastion.core.platform import Platform
 
@@ -132,6 +133,7 @@ ops_router = Router(
         problem_page,
         api_reference,
         jobs_router,
+        cron_router,
     ],
 )
 
@@ -144,4 +146,5 @@ OPS_ROUTE_GROUPS = [
     RouteGroup("/schema", RoutePolicy(tier="general")),
     RouteGroup("/docs", RoutePolicy(tier="general"), exact=True),
     *JOBS_ROUTE_GROUPS,
+    *CRON_ROUTE_GROUPS,
 ]

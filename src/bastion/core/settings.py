@@ -220,6 +220,9 @@ class CoreSettings(BaseSettings):
     security_contact: str | None = None
     health_token: SecretStr | None = None
     metrics_token: SecretStr | None = None
+    cron_secret: SecretStr | None = None
+    """Bearer secret of ``POST /cron/{job}`` (``core/jobs/cron.py``); unset, the route answers 404. Production
+    refuses to start without a strong one (at least 32 random characters)."""
 
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["auto", "json", "console"] = "auto"
@@ -313,6 +316,18 @@ class CoreSettings(BaseSettings):
             )
         return found
 
+    def _cron_problems(self) -> list[Problem]:
+        """No cron secret is an error in production (the route is off in development); a weak one is an error in
+        production and a warning in development."""
+        secret = self.cron_secret.get_secret_value() if self.cron_secret is not None else ""
+        hint = f"set at least {CRON_SECRET_MIN_LENGTH} random characters, e.g. `bastion new-cron-secret`"
+        if not secret:
+            return [Problem("error", "BASTION_CRON_SECRET", f"not set; {hint}")] if self.is_production else []
+        if weak_secret(secret):
+            severity: Literal["error", "warning"] = "error" if self.is_production else "warning"
+            return [Problem(severity, "BASTION_CRON_SECRET", f"too weak; {hint}")]
+        return []
+
     def problems(self) -> list[Problem]:
         """Every unsafe or inconsistent setting: errors in production, warnings in development."""
         severity: Literal["error", "warning"] = "error" if self.is_production else "warning"
@@ -346,6 +361,7 @@ class CoreSettings(BaseSettings):
                 )
             )
         found.extend(self._observability_problems())
+        found.extend(self._cron_problems())
         if self.redis_url is None and self.server.workers > 1:
             found.append(
                 Problem(
@@ -353,6 +369,14 @@ class CoreSettings(BaseSettings):
                 )
             )
         return found
+
+
+CRON_SECRET_MIN_LENGTH = 32
+
+
+def weak_secret(secret: str) -> bool:
+    """Shorter than 32 characters, or so repetitive that it cannot be random (fewer than 10 distinct ones)."""
+    return len(secret) < CRON_SECRET_MIN_LENGTH or len(set(secret)) < 10
 
 
 def _in_clear(url: str) -> bool:

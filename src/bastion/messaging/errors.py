@@ -6,8 +6,7 @@ AppError
 │   ├── ContactOptedOut        403 CONTACT_OPTED_OUT
 │   └── ContactSuppressed      403 CONTACT_SUPPRESSED          (extra: code, Meta's quality code)
 ├── NotFound
-│   ├── MessageNotFound        404 MESSAGE_NOT_FOUND
-│   └── UnknownJob             404 JOB_NOT_FOUND
+│   └── MessageNotFound        404 MESSAGE_NOT_FOUND
 ├── Conflict
 │   └── TemplateExists         409 TEMPLATE_EXISTS
 └── ValidationFailed
@@ -36,10 +35,6 @@ class ContactSuppressed(Forbidden):
 
 class MessageNotFound(NotFound):
     code, title = "MESSAGE_NOT_FOUND", "Message not found"
-
-
-class UnknownJob(NotFound):
-    code, title = "JOB_NOT_FOUND", "No such job"
 
 
 class TemplateExists(Conflict):

@@ -47,7 +47,6 @@ def build(ctx: ModuleContext[Settings]) -> ModuleParts:
     from bastion.core.health import HealthCheck
     from bastion.core.jobs.spec import Job, Periodic
     from bastion.messaging.contacts import Directory
-    from bastion.messaging.cron import CronJobs
     from bastion.messaging.jobs import MessagingJobs
     from bastion.messaging.probes import Probes
     from bastion.messaging.router import route_handlers
@@ -65,8 +64,6 @@ def build(ctx: ModuleContext[Settings]) -> ModuleParts:
         Periodic(name="messaging.purge", every=3600.0, run=jobs.purge, once_per_cluster=True),
         Periodic(name="messaging.gauges", every=15.0, run=probes.sample, once_per_cluster=True, record_success=False),
     ]
-    secret = config.cron_secret.get_secret_value() if config.cron_secret else None
-    cron = CronJobs(secret, {job.name: job.run for job in declared})
     on_startup: list[Callable[[], Any]] = []
     on_close: list[tuple[str, Closer]] = []
     if platform.broker is None:
@@ -92,7 +89,6 @@ def build(ctx: ModuleContext[Settings]) -> ModuleParts:
             ),
             RouteGroup("/api/messages", RoutePolicy(tier="general"), methods={"GET"}),
             RouteGroup("/api/messaging", RoutePolicy(tier="general", max_body_bytes=16 * 1024)),
-            RouteGroup("/cron", RoutePolicy(tier="messaging_cron", max_body_bytes=1024, media_types=())),
             # Meta signs the raw body; any media type is read as bytes and verified before it is parsed
             RouteGroup(
                 "/webhooks/whatsapp", RoutePolicy(tier="messaging_webhook", max_body_bytes=1_048_576, media_types=())
@@ -102,7 +98,6 @@ def build(ctx: ModuleContext[Settings]) -> ModuleParts:
             "messaging": Provide(lambda: service, use_cache=True, sync_to_thread=False),
             "messaging_directory": Provide(lambda: directory, use_cache=True, sync_to_thread=False),
             "messaging_webhooks": Provide(lambda: webhooks, use_cache=True, sync_to_thread=False),
-            "messaging_cron": Provide(lambda: cron, use_cache=True, sync_to_thread=False),
         },
         provides=[service],
         jobs=declared,
@@ -133,7 +128,6 @@ MODULE: Module[Settings] = Module(
     tiers=[
         Quota("messaging_send", "600/minute"),
         Quota("messaging_webhook", "6000/minute"),
-        Quota("messaging_cron", "60/minute"),
     ],
     problems=_problems,
     commands=_commands,

@@ -8,7 +8,6 @@ POST|GET /api/messaging/contacts    contacts with consent and opt-out state     
 POST|GET /api/messaging/templates   templates with language and parameter count     tier general
 GET  /webhooks/whatsapp             Meta's verification handshake                   tier messaging_webhook
 POST /webhooks/whatsapp             signed events: statuses, inbound messages       tier messaging_webhook
-POST /cron/{job}                    run a messaging job now (cron secret)           tier messaging_cron
 
 A user sees what it owns; an admin sees everyone's.
 """
@@ -27,7 +26,6 @@ from bastion.core.dependencies import AppRequest
 from bastion.core.idempotency import IdempotencyMiddleware
 from bastion.core.principal import require_user
 from bastion.messaging.contacts import Directory
-from bastion.messaging.cron import CronJobs
 from bastion.messaging.schemas import (
     Accepted,
     BatchAccepted,
@@ -147,14 +145,3 @@ async def whatsapp_events(request: AppRequest, messaging_webhooks: NamedDependen
 
 
 route_handlers += [whatsapp_handshake, whatsapp_events]
-
-
-@post("/cron/{job:str}", status_code=200)
-async def run_cron_job(
-    request: AppRequest, job: FromPath[str], messaging_cron: NamedDependency[CronJobs]
-) -> dict[str, Any]:
-    result = await messaging_cron.run(job, request.headers.get("authorization"))
-    return {"job": job, "result": result if isinstance(result, int) else None}
-
-
-route_handlers.append(run_cron_job)

@@ -10,7 +10,9 @@ BASTION_MESSAGING__PAIR_INTERVAL_SECONDS=6
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 from bastion.core.settings import Problem
 
@@ -65,14 +67,20 @@ class MessagingSettings(BaseModel):
     """Add the pipeline check (no consumer attached, oldest unsent too old) to this app's ``/health`` as a
     warning; off by default, since the API's readiness should not depend on the workers. The workers' own
     readiness probe is ``bastion messaging check``."""
-    cron_secret: SecretStr | None = None
-    """Bearer secret of ``POST /cron/{job}`` (unset: the route answers 404)."""
     queue_prefix: str = "bastion.messaging"
     """Names of the RabbitMQ queues (``<prefix>.work``, ``.wait.<ms>``, ``.dead``)."""
 
+    @model_validator(mode="before")
+    @classmethod
+    def _moved(cls, data: Any) -> Any:
+        """The cron secret became core's: an old setting is an error that names the new one, not silently ignored."""
+        if isinstance(data, dict) and "cron_secret" in data:
+            raise ValueError("BASTION_MESSAGING__CRON_SECRET is gone: set BASTION_CRON_SECRET (core) instead")
+        return data
+
     def problems(self, production: bool) -> list[Problem]:
         """Unset WhatsApp credentials are a warning (the module may be unused); half-set ones an error in
-        production, as is a short cron secret."""
+        production."""
         found: list[Problem] = []
         wa = self.whatsapp
         token, app_secret = wa.access_token.get_secret_value(), wa.app_secret.get_secret_value()
@@ -87,7 +95,4 @@ class MessagingSettings(BaseModel):
                 found.append(
                     Problem("error", "BASTION_MESSAGING__WHATSAPP__APP_SECRET", "set the app secret (webhooks)")
                 )
-        secret = self.cron_secret.get_secret_value() if self.cron_secret else ""
-        if secret and len(secret) < 32:
-            found.append(Problem("error", "BASTION_MESSAGING__CRON_SECRET", "use at least 32 characters"))
         return found

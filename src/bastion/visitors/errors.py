@@ -11,8 +11,7 @@ AppError
 │   ├── SiteNotFound           404 SITE_NOT_FOUND
 │   ├── VisitorNotFound        404 VISITOR_NOT_FOUND
 │   ├── VisitNotFound          404 VISIT_NOT_FOUND
-│   ├── UploadNotFound         404 UPLOAD_NOT_FOUND
-│   └── VisitorsJobUnknown     404 VISITORS_JOB_NOT_FOUND
+│   └── UploadNotFound         404 UPLOAD_NOT_FOUND
 ├── Conflict
 │   ├── TransitionNotAllowed   409 VISIT_TRANSITION_NOT_ALLOWED (extra: current_status, requested)
 │   └── MemberExists           409 SITE_MEMBER_EXISTS
@@ -62,10 +61,6 @@ class VisitNotFound(NotFound):
 
 class UploadNotFound(NotFound):
     code, title = "UPLOAD_NOT_FOUND", "No such file"
-
-
-class VisitorsJobUnknown(NotFound):
-    code, title = "VISITORS_JOB_NOT_FOUND", "No such job"
 
 
 class TransitionNotAllowed(Conflict):

@@ -1,5 +1,5 @@
 """The visitors jobs, declared in the descriptor (run by core's job loop once across the cluster) and each
-also at ``POST /cron/visitors.<job>`` behind the cron secret. Each one is safe to run twice at once: every
+also at core's ``POST /cron/visitors.<job>`` (``BASTION_CRON_SECRET``). Each one is safe to run twice at once: every
 change is a conditional UPDATE (or an INSERT on a unique key) and a message goes only with the row it won.
 
 * ``visitors.reminders``  a reminder to each consenting visitor ``reminder_minutes`` before the visit
@@ -11,17 +11,14 @@ change is a conditional UPDATE (or an INSERT on a unique key) and a message goes
 
 from __future__ import annotations
 
-import hmac
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 import sqlalchemy.exc as sa_exc
 
-from bastion.core.errors import Unauthorized
 from bastion.visitors.common import audit, local_day, to_datetime, zone
-from bastion.visitors.errors import VisitorsJobUnknown
 from bastion.visitors.models import DigestRow, MemberRow, SiteRow, VisitorRow, VisitRow
 from bastion.visitors.visits import site_of
 
@@ -210,23 +207,3 @@ class VisitorsJobs:
                     .values(photo_key=None, id_document_key=None)
                 )
         return len(rows)
-
-
-class CronJobs:
-    """``POST /cron/visitors.<job>``: the cron secret (the messaging module's, one per deployment), compared
-    in constant time; without one the routes answer 404."""
-
-    def __init__(self, secret: str | None, jobs: Mapping[str, Callable[[], Awaitable[object]]]) -> None:
-        self._secret = secret.encode() if secret else None
-        self.jobs = dict(jobs)
-
-    async def run(self, name: str, authorization: str | None) -> object:
-        if self._secret is None:
-            raise VisitorsJobUnknown("Cron endpoints are off (no cron secret is configured).")
-        given = (authorization or "").removeprefix("Bearer ").encode()
-        if not authorization or not hmac.compare_digest(given, self._secret):
-            raise Unauthorized("A valid cron secret is required.", headers={"WWW-Authenticate": 'Bearer realm="cron"'})
-        job = self.jobs.get(name)
-        if job is None:
-            raise VisitorsJobUnknown(f"No job {name!r}.")
-        return await job()

@@ -24,11 +24,11 @@ def build(ctx: ModuleContext[Settings]) -> ModuleParts:
     from bastion.messaging.service import Messaging
     from bastion.visitors.files import files_for
     from bastion.visitors.gate import Gate
-    from bastion.visitors.jobs import CronJobs, VisitorsJobs
+    from bastion.visitors.jobs import VisitorsJobs
     from bastion.visitors.notify import Notifier
     from bastion.visitors.passes import Passes
     from bastion.visitors.people import People
-    from bastion.visitors.router import cron_routes, route_handlers
+    from bastion.visitors.router import route_handlers
     from bastion.visitors.sites import Sites
     from bastion.visitors.uploads import Uploads
     from bastion.visitors.visits import Visits
@@ -47,15 +47,13 @@ def build(ctx: ModuleContext[Settings]) -> ModuleParts:
         Periodic(name=f"visitors.{name}", every=every[name], run=getattr(jobs, name), once_per_cluster=True)
         for name in JOBS
     ]
-    secret = ctx.settings.messaging.cron_secret
-    cron = CronJobs(secret.get_secret_value() if secret else None, {job.name: job.run for job in declared})
 
     def provide(value: object) -> Provide:
         return Provide(lambda: value, use_cache=True, sync_to_thread=False)
 
     upload_policy = RoutePolicy(tier="visitors_upload", max_body_bytes=config.max_upload_bytes, media_types=())
     return ModuleParts(
-        route_handlers=[*route_handlers, *cron_routes([job.name for job in declared])],
+        route_handlers=route_handlers,  # the jobs are at core's POST /cron/{job} (BASTION_CRON_SECRET)
         route_groups=[
             RouteGroup("/api/sites", RoutePolicy(tier="general", max_body_bytes=16 * 1024)),
             RouteGroup("/api/visitors", RoutePolicy(tier="general", max_body_bytes=16 * 1024)),
@@ -71,7 +69,6 @@ def build(ctx: ModuleContext[Settings]) -> ModuleParts:
             "visitors_visits": provide(visits),
             "visitors_gate": provide(gate),
             "visitors_uploads": provide(uploads),
-            "visitors_cron": provide(cron),
             "visitors_jobs": provide(jobs),
             "visitors_passes": provide(Passes(platform.db)),
         },

@@ -11,7 +11,6 @@ POST|GET /api/visits                             invite or register a walk-up | 
 GET  /api/visits/{id}                            one visit
 POST /api/visits/{id}/approve|reject|cancel      the host (or the site admin) decides
 POST /api/visits/{id}/check-in|check-out         the guard scans the pass code
-POST /cron/visitors.<job>                        run one job now (cron secret)
 GET  /passes/{visit_id}/{code}                   the pass's QR code (PNG; the code is the credential)
 """
 
@@ -26,7 +25,6 @@ from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 from bastion.core.dependencies import AppRequest
 from bastion.core.principal import require_user
 from bastion.visitors.gate import Gate
-from bastion.visitors.jobs import CronJobs
 from bastion.visitors.passes import Passes
 from bastion.visitors.people import People
 from bastion.visitors.schemas import (
@@ -251,17 +249,3 @@ route_handlers: list[Any] = [
     check_in,
     check_out,
 ]
-
-
-def cron_routes(names: list[str]) -> list[Any]:
-    """One static route per job (``/cron/visitors.reminders``, ...): static paths win over messaging's
-    ``/cron/{job}``, so both modules' jobs answer under ``/cron``."""
-
-    def route(name: str) -> Any:
-        @post(f"/cron/{name}", status_code=200, name=f"cron-{name}")
-        async def run(request: AppRequest, visitors_cron: NamedDependency[CronJobs]) -> dict[str, Any]:
-            return {"job": name, "result": await visitors_cron.run(name, request.headers.get("authorization"))}
-
-        return run
-
-    return [route(name) for name in names]

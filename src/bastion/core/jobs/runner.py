@@ -18,6 +18,10 @@ it while it lives, renewing every third of the TTL between runs too, so that oth
 differ by their jitter, do not run the job again in the same period; it releases it when it drains, and if
 it dies, another instance takes over at its first due time after the TTL.
 
+``run_now(name)`` runs a job at once, outside its schedule (``POST /cron/{job}``, ``cron.py``): the same run (timeout,
+log line, metrics), always recorded; refused (:class:`JobBusy`) while it runs in this worker or another instance
+holds its lease, which a ``once_per_cluster`` job asks for first as at a due time.
+
 Drain (through :class:`~bastion.core.lifecycle.Lifecycle`): jobs waiting for their due time stop at once; a run
 in progress gets the grace period to finish, then is cancelled (and recorded as ``cancelled``); the leases held
 are released last.
@@ -89,6 +93,14 @@ class JobState:
     last_outcome: Outcome | None = None
 
 
+class JobBusy(Exception):
+    """The job runs in this worker already, or another instance holds its lease."""
+
+
+class LeaseUnavailable(Exception):
+    """The lease store did not answer, so nobody can know who may run the job."""
+
+
 class JobRunner:
     def __init__(
         self,
@@ -114,6 +126,8 @@ class JobRunner:
         self.lease_ttl = lease_ttl
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._held: set[str] = set()
+        self._now: set[str] = set()
+        """Jobs run by ``run_now`` at this moment; their loops skip a due time that falls meanwhile."""
         self._stopping = False
         self._hooked = False
         self._changed: asyncio.Event | None = None
@@ -198,7 +212,7 @@ class JobRunner:
             # No await between waking and this flag: a drain that cancels idle loops never cuts a run short.
             state.running = True
             try:
-                if job.once_per_cluster and not await self._acquire(job):
+                if job.name in self._now or (job.once_per_cluster and not await self._acquire(job)):
                     state.skipped += 1
                 elif not self._stopping:  # draining began while the lease was asked for
                     await self._run(job, state)
@@ -243,14 +257,34 @@ class JobRunner:
 
     # -- one run ----------------------------------------------------------------------------------------------
 
-    async def _run(self, job: Job, state: JobState) -> None:
+    async def run_now(self, name: str) -> Run:
+        """Run the declared job ``name`` now and return its run (``KeyError``: not declared)."""
+        job, state = self.jobs[name], self.states[name]
+        if state.running or name in self._now:
+            raise JobBusy(f"job {name!r} is running in this instance; try again when it ends")
+        self._now.add(name)
+        try:
+            if job.once_per_cluster:
+                try:
+                    held = await self.leases.acquire(name, self.holder, self.lease_ttl)
+                except Exception as exc:
+                    raise LeaseUnavailable(f"job {name!r}: the lease store did not answer") from exc
+                self._set_held(name, held)
+                if not held:
+                    raise JobBusy(f"job {name!r} runs once per cluster and another instance holds its lease")
+            return await self._run(job, state, always_record=True)
+        finally:
+            self._now.discard(name)
+            self._notify()
+
+    async def _run(self, job: Job, state: JobState, *, always_record: bool = False) -> Run:
         started, began = self.clock.time(), self.clock.monotonic()
         try:
             outcome, result, error = await self._execute(job)
         except asyncio.CancelledError:
-            await self._conclude(job, state, started, began, "cancelled", None, None)
+            await self._conclude(job, state, started, began, ("cancelled", None, None), always_record)
             raise
-        await self._conclude(job, state, started, began, outcome, result, error)
+        return await self._conclude(job, state, started, began, (outcome, result, error), always_record)
 
     async def _execute(self, job: Job) -> tuple[Outcome, object, BaseException | None]:
         """Run ``job`` once in a task of its own, raced against its timeout on the runner's clock."""
@@ -280,11 +314,11 @@ class JobRunner:
         state: JobState,
         started: float,
         began: float,
-        outcome: Outcome,
-        result: object,
-        error: BaseException | None,
-    ) -> None:
+        ended: tuple[Outcome, object, BaseException | None],
+        always_record: bool,
+    ) -> Run:
         """The run's log line, metrics, state and run-log row."""
+        outcome, result, error = ended
         finished = self.clock.time()
         seconds = max(0.0, self.clock.monotonic() - began)
         count = result if isinstance(result, int) and not isinstance(result, bool) else None
@@ -306,18 +340,19 @@ class JobRunner:
             log.error("job run", error=error_name, exc_info=error, **fields)
         else:
             log.warning("job run", timeout_seconds=job.timeout_seconds, **fields)
-        if outcome != "ok" or job.record_success:
-            run = Run(
-                job=job.name,
-                worker=self.holder,
-                started_at=started,
-                finished_at=finished,
-                duration_ms=round(seconds * 1000),
-                outcome=outcome,
-                error=error_name,
-                result=count,
-            )
+        run = Run(
+            job=job.name,
+            worker=self.holder,
+            started_at=started,
+            finished_at=finished,
+            duration_ms=round(seconds * 1000),
+            outcome=outcome,
+            error=error_name,
+            result=count,
+        )
+        if outcome != "ok" or job.record_success or always_record:
             await self._record(run)
+        return run
 
     async def _record(self, run: Run) -> None:
         if self.run_log is None:
