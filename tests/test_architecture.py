@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 SRC = Path(__file__).resolve().parent.parent / "src" / "bastion"
@@ -225,3 +227,23 @@ def test_no_source_file_is_over_400_lines():
     """Files read in a minute: a file past 400 lines is split by concept (the house style)."""
     long = {str(p.relative_to(SRC)): n for p in SRC.rglob("*.py") if (n := len(p.read_text().splitlines())) > 400}
     assert long == {}
+
+
+def test_vendor_sdks_load_with_their_first_use_not_at_start_up(tmp_path):
+    """An app built and started without billing or uploads in use never imports the Stripe SDK (28 MB and 0.33 s a
+    worker), Pillow or segno: their modules import them with the first call."""
+    code = f"""
+import sys, asyncio
+from asgi_lifespan import LifespanManager
+from bastion.app import create_app
+from bastion.settings import Settings
+app = create_app(Settings(_env_file=None, data_dir={str(tmp_path)!r}, allowed_hosts=["localhost"]))
+async def main():
+    async with LifespanManager(app):
+        pass
+asyncio.run(main())
+print(sorted(m for m in sys.modules if m.split(".")[0] in ("stripe", "PIL", "segno")))
+"""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip().splitlines()[-1] == "[]"

@@ -23,7 +23,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import msgspec
-import stripe
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -82,6 +81,8 @@ class EventProcessor:
         secret = self.settings.webhook_secret.get_secret_value()
         if not secret or not signature:
             raise InvalidSignature("Missing Stripe-Signature, or no webhook secret configured.")
+        import stripe  # with the first event (see stripe_api.py: 28 MB a worker otherwise)
+
         try:
             # What ``stripe.Webhook.construct_event`` checks, then the body decoded as plain data: building the
             # SDK's object graph and turning it back into a dict cost ~1 ms of CPU per event (bench/billing.py).

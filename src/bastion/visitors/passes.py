@@ -14,7 +14,6 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-import segno
 import sqlalchemy as sa
 
 from bastion.visitors.errors import VisitNotFound
@@ -32,6 +31,8 @@ def qr_payload(visit_id: str, code: str) -> str:
 
 
 def qr_png(payload: str, scale: int = 8) -> bytes:
+    import segno  # with the first QR code: 7 MB a worker otherwise (measured 2026-12-03)
+
     out = io.BytesIO()
     segno.make(payload, error="m", micro=False).save(out, kind="png", scale=scale, border=4)
     return out.getvalue()

@@ -16,7 +16,6 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Literal
 
 import sqlalchemy as sa
-from PIL import Image, ImageOps, UnidentifiedImageError
 
 from bastion.visitors.access import caller_of
 from bastion.visitors.common import audit
@@ -35,7 +34,10 @@ COLUMN = {"photo": VisitorRow.photo_key, "id_document": VisitorRow.id_document_k
 
 
 def reencode(data: bytes, max_pixels: int) -> bytes:
-    """The image in ``data`` as a fresh JPEG with no metadata; :class:`UploadTypeRefused` if it is none."""
+    """The image in ``data`` as a fresh JPEG with no metadata; :class:`UploadTypeRefused` if it is none.
+    Pillow is imported with the first upload, not by every worker at start-up."""
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
     try:
         with Image.open(io.BytesIO(data)) as probe:
             if probe.format not in ACCEPTED:
