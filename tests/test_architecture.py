@@ -230,8 +230,9 @@ def test_no_source_file_is_over_400_lines():
 
 
 def test_vendor_sdks_load_with_their_first_use_not_at_start_up(tmp_path):
-    """An app built and started without billing or uploads in use never imports the Stripe SDK (28 MB and 0.33 s a
-    worker), Pillow or segno: their modules import them with the first call."""
+    """An app built and started without billing, uploads, outbound calls or a non-ASCII email never imports the
+    Stripe SDK (28 MB and 0.33 s a worker), Pillow, segno, httpx (12 MB) or the confusables tables (12.6 MB):
+    each is imported with its first use."""
     code = f"""
 import sys, asyncio
 from asgi_lifespan import LifespanManager
@@ -242,7 +243,8 @@ async def main():
     async with LifespanManager(app):
         pass
 asyncio.run(main())
-print(sorted(m for m in sys.modules if m.split(".")[0] in ("stripe", "PIL", "segno")))
+heavy = ("stripe", "PIL", "segno", "httpx", "confusable_homoglyphs")
+print(sorted(m for m in sys.modules if m.split(".")[0] in heavy))
 """
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
     assert result.returncode == 0, result.stderr[-2000:]

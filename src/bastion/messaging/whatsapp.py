@@ -16,6 +16,7 @@ Meta ``error.code``                              kind         what the pipeline 
 
 from __future__ import annotations
 
+from functools import cached_property
 from typing import TYPE_CHECKING, Any, Literal
 
 import msgspec
@@ -24,6 +25,8 @@ from bastion.core.http import classify_http
 from bastion.core.upstream import Upstream, UpstreamSettings, Verdict
 
 if TYPE_CHECKING:
+    import httpx
+
     from bastion.core.http import HttpClients
     from bastion.messaging.settings import WhatsAppSettings
 
@@ -114,12 +117,17 @@ class WhatsAppClient:
         )
         self.upstream = Upstream("whatsapp", upstream, classify)
         self.path = f"/{settings.api_version}/{settings.phone_number_id}/messages"
-        self._client = http.for_upstream(
+        self._http, self._upstream_settings, self._transport = http, upstream, transport
+
+    @cached_property
+    def _client(self) -> httpx.AsyncClient:
+        """Made with the first send: httpx (12 MB) is imported with the first outbound client, not at start-up."""
+        return self._http.for_upstream(
             "whatsapp",
-            upstream,
-            base_url=settings.base_url,
-            headers={"Authorization": f"Bearer {settings.access_token.get_secret_value()}"},
-            transport=transport,
+            self._upstream_settings,
+            base_url=self.settings.base_url,
+            headers={"Authorization": f"Bearer {self.settings.access_token.get_secret_value()}"},
+            transport=self._transport,
         )
 
     async def send(self, payload: dict[str, Any]) -> str:

@@ -13,7 +13,8 @@ upstream after their Retry-After when short; token requests (POSTs that rotate t
 from __future__ import annotations
 
 import time
-from typing import Any
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
 
 from bastion.core.errors import RateLimited
 from bastion.core.http import HttpClients, classify_http
@@ -21,6 +22,9 @@ from bastion.core.stores.base import Store
 from bastion.core.upstream import Upstream, UpstreamSettings
 from bastion.workflows.errors import DefinitionUnavailable, GhlRateLimited, GhlUnavailable
 from bastion.workflows.settings import WorkflowsSettings
+
+if TYPE_CHECKING:
+    import httpx
 
 
 class GhlAuthRejected(Exception):
@@ -38,7 +42,14 @@ class GhlClient:
             max_retry_wait_seconds=2.0,
         )
         self.upstream = Upstream("ghl", upstream, classify_http)
-        self.http = http.for_upstream("ghl", upstream, base_url=settings.ghl_api_url.rstrip("/"))
+        self._clients, self._upstream_settings = http, upstream
+
+    @cached_property
+    def http(self) -> httpx.AsyncClient:
+        """Made with the first call: httpx (12 MB) is imported with the first outbound client, not at start-up."""
+        return self._clients.for_upstream(
+            "ghl", self._upstream_settings, base_url=self.settings.ghl_api_url.rstrip("/")
+        )
 
     # -- OAuth -------------------------------------------------------------------------------------------
 
