@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -53,6 +56,20 @@ async def test_the_api_reference_page(make_app: Callable[..., Any]) -> None:
     csp = page.headers["content-security-policy"]
     assert "script-src https://cdn.jsdelivr.net" in csp and "connect-src 'self'" in csp
     assert "https://cdn.jsdelivr.net/npm/@scalar/api-reference@" in page.text
+
+
+async def test_the_api_reference_pages_inline_scripts_are_allowed_by_hash(make_app: Callable[..., Any]) -> None:
+    """Each inline script of /docs (Scalar's configuration element) is allowed by its SHA-256 in the page's CSP, so
+    a browser runs it instead of refusing it with a violation on every load."""
+    async with serve(make_app()) as http:
+        page = await http.get("/docs")
+    inline = re.findall(rb"<script(?![^>]*\bsrc=)[^>]*>(.*?)</script>", page.content, re.S)
+    assert inline
+    script_src = next(d for d in page.headers["content-security-policy"].split(";") if "script-src" in d)
+    for body in inline:
+        digest = base64.b64encode(hashlib.sha256(body).digest()).decode()
+        assert f"'sha256-{digest}'" in script_src, (body, script_src)
+    assert "'unsafe-inline'" not in script_src
 
 
 async def test_structs_that_refuse_unknown_fields_say_so(make_app: Callable[..., Any]) -> None:
