@@ -28,6 +28,8 @@ from urllib.parse import parse_qsl, urlsplit
 
 import stripe
 
+from tests.fake_http import listen, read_request, shut
+
 API_KEY = "sk_test_bastion_fake"
 WEBHOOK_SECRET = "whsec_bastion_fake_secret"
 API_VERSION = "2025-03-31.basil"
@@ -114,25 +116,17 @@ class FakeStripe:
         }
 
     async def start(self) -> None:
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
-        self.port = self._server.sockets[0].getsockname()[1]
+        self._server, self.port = await listen(self._serve)
 
     async def stop(self) -> None:
-        self._release.set()
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
+        await shut(self._server, self._release)
 
     # -- the wire ----------------------------------------------------------------------------------------
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             while True:
-                head = await reader.readuntil(b"\r\n\r\n")
-                lines = head.decode("latin-1").split("\r\n")
-                method, target, _ = lines[0].split(" ", 2)
-                headers = {k.strip().lower(): v.strip() for k, _, v in (ln.partition(":") for ln in lines[1:] if ln)}
-                body = await reader.readexactly(int(headers.get("content-length", "0") or 0))
+                method, target, headers, body = await read_request(reader)
                 path = urlsplit(target).path
                 mode = next((m for p, m in self.behaviour.items() if path.startswith(p)), None)
                 if mode in ("drop", "drop-once"):

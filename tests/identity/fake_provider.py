@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
+from tests.fake_http import listen, read_request, shut
+
 CLIENT_ID = "bastion-test-client"
 CLIENT_SECRET = "fake-provider-client-secret"
 
@@ -82,22 +84,14 @@ class FakeProvider:
         }
 
     async def start(self) -> None:
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
-        self.port = self._server.sockets[0].getsockname()[1]
+        self._server, self.port = await listen(self._serve)
 
     async def stop(self) -> None:
-        self._release.set()
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
+        await shut(self._server, self._release)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
-            head = await reader.readuntil(b"\r\n\r\n")
-            lines = head.decode("latin-1").split("\r\n")
-            method, target, _ = lines[0].split(" ", 2)
-            headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:] if line)}
-            body = await reader.readexactly(int(headers.get("content-length", "0") or 0))
+            method, target, headers, body = await read_request(reader)
             path = urlsplit(target).path
             self.hits[path] = self.hits.get(path, 0) + 1
             mode = self.behaviour.get(path)
