@@ -175,6 +175,11 @@ def _asyncpg_connection_errors() -> tuple[type[BaseException], ...]:
         asyncpg.InterfaceError,
         asyncpg.PostgresConnectionError,
         asyncpg.exceptions.OperatorInterventionError,
+        # The protocol's state machine broken ("cannot switch to state 11; another operation is in progress"):
+        # what a query meets when the server ended the backend just as it was sent (seen once in a CI run of
+        # test_a_driver_connection_that_dies_…; ConnectionDoesNotExistError the other times). Nothing more can
+        # be sent on that connection.
+        asyncpg.InternalClientError,
     )
 
 
